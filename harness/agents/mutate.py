@@ -1,0 +1,205 @@
+"""The `mutate` agent: an offline, seeded researcher that nudges numeric constants of `train.py`.
+
+Each proposal changes one or two module-level numeric constants (`LEARNING_RATE = 0.01`), by a
+factor for floats and a step for integers, through the `edit` tool like any other agent. It
+learns from the ledger which moves helped (a constant and a direction), prefers those, and never
+proposes a value it has tried before. Its choices depend only on the seed and the history, so a
+resumed night makes the same proposals as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from dataclasses import dataclass
+
+from harness.seams import Editor, ExperimentRecord, Proposal, ProposalContext, ToolCall, Verdict
+
+PREFIX = "mutate:"
+_MOVE = re.compile(r"([A-Za-z_]\w*) (\S+) -> (\S+)")
+_FLOAT_FACTORS = (0.5, 0.7, 0.85, 1.2, 1.4, 2.0)
+_INT_STEPS = (1, 2, 4)
+_INT_FACTORS = (0.5, 0.75, 1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class Constant:
+    name: str
+    value: int | float
+    line: str  # the whole source line, to replace it exactly once
+    literal: str  # the literal's text within the line
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    old: int | float
+    new: int | float
+
+    @property
+    def up(self) -> bool:
+        return self.new > self.old
+
+
+class MutateAgent:
+    def __init__(self, seed: int = 0, max_constants: int = 2) -> None:
+        self.seed = seed
+        self.max_constants = max_constants
+
+    def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None:
+        rng = random.Random(f"{self.seed}:{context.experiment}")
+        editor.call(ToolCall(id="view", input={"command": "view"}))
+        constants = find_constants(editor.source)
+        if not constants:
+            return None
+        tried, score = _learn(context.history)
+        count = 2 if len(constants) > 1 and self.max_constants > 1 and rng.random() < 0.3 else 1
+        moves: list[Move] = []
+        for constant in _ranked(constants, score, rng):
+            move = _choose_move(constant, tried, score, rng)
+            if move is None:
+                continue
+            outcome = editor.call(
+                ToolCall(
+                    id=f"edit-{constant.name}",
+                    input={
+                        "command": "str_replace",
+                        "old_str": constant.line,
+                        "new_str": constant.line.replace(constant.literal, _format(move.new), 1),
+                    },
+                )
+            )
+            if not outcome.is_error:
+                moves.append(move)
+            if len(moves) == count:
+                break
+        if not moves:
+            return None
+        description = f"{PREFIX} " + ", ".join(
+            f"{m.name} {_format(m.old)} -> {_format(m.new)}" for m in moves
+        )
+        return Proposal(description=description)
+
+
+def find_constants(source: str) -> list[Constant]:
+    """Module-level `NAME = <number>` lines whose literal is written on that single line."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines()
+    found: dict[str, Constant] = {}
+    seen_twice: set[str] = set()
+    for node in tree.body:
+        target, value = _assignment(node)
+        if target is None or value is None or value.lineno != value.end_lineno:
+            continue
+        number = _number(value)
+        if number is None:
+            continue
+        line = lines[value.lineno - 1]
+        literal = line[value.col_offset : value.end_col_offset]
+        if target in found:
+            seen_twice.add(target)
+        if source.count(line) == 1 and line.count(literal) == 1:
+            found[target] = Constant(target, number, line, literal)
+    return [c for name, c in found.items() if name not in seen_twice]
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+        return node.target.id, node.value
+    return None, None
+
+
+def _number(node: ast.expr) -> int | float | None:
+    sign = 1
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        sign, node = -1, node.operand
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return sign * node.value
+    return None
+
+
+def _learn(history: list[ExperimentRecord]) -> tuple[set[tuple[str, str]], dict[tuple[str, bool], list[int]]]:
+    """Values tried per constant, and [wins, tries] per (constant, direction), from our own descriptions."""
+    tried: set[tuple[str, str]] = set()
+    score: dict[tuple[str, bool], list[int]] = {}
+    for record in history:
+        if not record.description.startswith(PREFIX):
+            continue
+        for name, old, new in _MOVE.findall(record.description):
+            try:
+                move = Move(name, float(old), float(new))
+            except ValueError:
+                continue
+            tried.add((name, _key(move.new)))
+            wins_tries = score.setdefault((name, move.up), [0, 0])
+            wins_tries[1] += 1
+            wins_tries[0] += record.status is Verdict.KEEP
+    return tried, score
+
+
+def _weight(score: dict[tuple[str, bool], list[int]], name: str, up: bool) -> float:
+    wins, tries = score.get((name, up), [0, 0])
+    return (wins + 1) / (tries + 2)  # Laplace: untried moves stay worth a look
+
+
+def _ranked(constants: list[Constant], score, rng: random.Random) -> list[Constant]:
+    """Constants in a random order that favours those whose moves have helped."""
+    keyed = [
+        (rng.random() ** (1 / max(_weight(score, c.name, True), _weight(score, c.name, False))), c)
+        for c in constants
+    ]
+    return [c for _, c in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
+
+
+def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move | None:
+    up_weight = _weight(score, constant.name, True)
+    down_weight = _weight(score, constant.name, False)
+    first_up = rng.random() < up_weight / (up_weight + down_weight)
+    for up in (first_up, not first_up):
+        candidates = [
+            v for v in _candidates(constant.value, up)
+            if (constant.name, _key(v)) not in tried and v != constant.value
+        ]
+        if candidates:
+            # Small moves first, so a helpful direction is followed step by step.
+            candidates.sort(key=lambda v: abs(v - constant.value))
+            pick = candidates[min(int(rng.expovariate(1.0)), len(candidates) - 1)]
+            return Move(constant.name, constant.value, pick)
+    return None
+
+
+def _candidates(value: int | float, up: bool) -> list[int | float]:
+    if isinstance(value, int):
+        steps = [value + s if up else value - s for s in _INT_STEPS]
+        scaled = [round(value * f) for f in _INT_FACTORS if (f > 1) == up]
+        values = {v for v in steps + scaled if (value <= 0 or v >= 1) and v != value}
+        return sorted(values)
+    if value == 0.0:
+        return [1e-3, 1e-2, 0.1] if up else [-1e-3, -1e-2, -0.1]
+    factors = [f for f in _FLOAT_FACTORS if (f > 1) == (up == (value > 0))]
+    values = {_round(value * f) for f in factors}
+    # Further out in the same direction, for when the near values are used up.
+    for power in range(2, 6):
+        values |= {_round(value * f**power) for f in factors}
+    return sorted(values)
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+def _format(value: int | float) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    text = f"{value:.4g}"
+    return text if any(ch in text for ch in ".en") else text + ".0"
+
+
+def _key(value: float | int) -> str:
+    return f"{float(value):.6g}"

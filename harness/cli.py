@@ -1,0 +1,141 @@
+"""The `overnight` command: parses arguments and calls the module that does the work.
+
+Heavy imports (pydantic, docker, git) happen inside the commands, so `overnight --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+
+def default_tag() -> str:
+    return datetime.date.today().strftime("%b%d").lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overnight",
+        description="Run an autoresearch loop unattended: the agent edits train.py, each "
+        "experiment runs in a fresh container, a protected evaluator scores it, git keeps the best.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run (or continue) a night on a task folder")
+    run.add_argument("task", type=Path, help="folder with program.md, train.py, prepare.py")
+    run.add_argument("--tag", default=None, help="name of the run (default: today's date, e.g. nov26)")
+    run.add_argument("--provider", choices=["mutate", "replay"], help="agent (default: mutate)")
+    run.add_argument("--script", type=Path, help="JSONL proposals for --provider replay")
+    run.add_argument("--seed", type=int, help="seed of the mutate agent")
+    run.add_argument("--max-experiments", type=int, help="stop after N proposals in this tag (baseline excluded)")
+    run.add_argument("--max-hours", type=float, help="stop before an experiment that would end after H hours")
+    run.add_argument("--metric", help="metric name (overrides overnight.toml and prepare.py)")
+    run.add_argument("--direction", choices=["minimize", "maximize"])
+    run.add_argument("--time-budget", type=float, help="seconds the training may use")
+    run.add_argument("--timeout", type=float, help="hard limit per training run, in seconds")
+    run.add_argument("--image", help="Docker image to run in (must already be on this machine)")
+
+    status = commands.add_parser("status", help="what a run has done so far")
+    status.add_argument("task", type=Path)
+    status.add_argument("--tag", default=None, help="default: the most recent run")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    validate = commands.add_parser("validate", help="check a task folder and say what a run would do")
+    validate.add_argument("task", type=Path)
+
+    image = commands.add_parser("image", help="manage the default image")
+    image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    build = image_commands.add_parser("build", help="build overnight's default image offline (debootstrap)")
+    build.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.errors import OvernightError
+
+    try:
+        return _dispatch(args)
+    except OvernightError as err:
+        print(f"overnight: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("overnight: interrupted; the branch is at the best commit. Run again to continue.",
+              file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "status":
+        from harness.status import format_status, status_report
+
+        report = status_report(args.task.resolve(), args.tag)
+        print(json.dumps(report, indent=2) if args.json else format_status(report))
+        return 0
+    if args.command == "validate":
+        from harness.validate import validate
+
+        return validate(args.task.resolve())
+    from sandbox.docker_sandbox import connect
+    from sandbox.image import build_default_image
+
+    build_default_image(connect(), force=args.force)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.errors import TaskError
+    from harness.live import View
+    from harness.night import RunOptions, run_night
+
+    overrides: dict[str, object] = {
+        "metric": args.metric,
+        "direction": args.direction,
+        "time_budget": args.time_budget,
+        "timeout": args.timeout,
+        "image": args.image,
+    }
+    if args.provider == "replay" or args.script:
+        if args.script is None:
+            raise TaskError("--provider replay needs --script FILE (one JSON proposal per line)")
+        from harness.config import ReplayAgentConfig
+
+        overrides["agent"] = ReplayAgentConfig(provider="replay", script=args.script.resolve())
+    elif args.provider == "mutate" or args.seed is not None:
+        from harness.config import MutateAgentConfig
+
+        overrides["agent"] = MutateAgentConfig(seed=args.seed or 0)
+    for name in ("max_experiments", "max_hours"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise TaskError(f"--{name.replace('_', '-')} must be 0 or more")
+    view = View()
+    try:
+        summary = run_night(
+            RunOptions(
+                task_dir=args.task,
+                tag=args.tag or default_tag(),
+                overrides=overrides,
+                max_experiments=args.max_experiments,
+                max_hours=args.max_hours,
+            ),
+            view,
+        )
+    finally:
+        view.close()
+    best, baseline = summary.best, next((r for r in summary.rows if r.experiment == 0), None)
+    print(f"stopped: {summary.stop_reason}")
+    if best and baseline:
+        print(f"best {best.metric:.6g} at experiment {best.experiment} (baseline {baseline.metric:.6g}), "
+              f"branch overnight/{summary.tag}")
+    print(f"results: {summary.run_dir / 'results.tsv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""One strict config tree: `overnight.toml` wins over `prepare.py`'s constants; CLI flags win over both.
+
+Every field has a docstring and a default; unknown keys are errors. The resolved settings are
+written next to the run's results as `config.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import TaskError
+from harness.seams import Direction
+from harness.task import CONFIG, PREPARE, NotLiteral, Task
+
+DEFAULT_TIME_BUDGET = 300.0
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from `512m`, `4g`, `1.5GiB` or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a size; write it like 512m or 4g")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SandboxConfig(Strict):
+    image: str | None = Field(
+        None,
+        description="Docker image for every step. Default: the task's Dockerfile if it has one, "
+        "else overnight's own image (`overnight image build`).",
+    )
+    memory: str = Field("4g", description="Memory limit per container, swap included.")
+    cpus: float = Field(
+        default_factory=lambda: float(min(os.cpu_count() or 1, 2)),
+        description="CPUs per container.",
+    )
+    pids: int = Field(512, description="Most processes and threads a container may have.")
+    tmpfs: str = Field("512m", description="Size of the scratch /tmp in each container.")
+    output_cap: str = Field("1m", description="How much of a step's output tail is kept.")
+    setup_timeout: float = Field(1800.0, description="Seconds `python prepare.py` may take.")
+    eval_timeout: float = Field(600.0, description="Seconds `evaluate(output_dir)` may take.")
+
+    @field_validator("memory", "tmpfs", "output_cap")
+    @classmethod
+    def _is_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+
+class MutateAgentConfig(Strict):
+    provider: Literal["mutate"] = "mutate"
+    seed: int = Field(0, description="Seed of the mutation agent; the same seed, the same night.")
+
+
+class ReplayAgentConfig(Strict):
+    provider: Literal["replay"]
+    script: Path = Field(description="JSONL file, one proposal per line.")
+
+
+AgentConfig = Annotated[MutateAgentConfig | ReplayAgentConfig, Field(discriminator="provider")]
+
+
+class EditConfig(Strict):
+    max_calls: int = Field(40, description="Most `edit` calls in one proposal.")
+    max_bytes: int = Field(1_000_000, description="Largest `train.py` the edit tool will write.")
+
+
+class TaskConfig(Strict):
+    """The keys of `overnight.toml`."""
+
+    metric: str | None = Field(None, description="Name of the metric, e.g. val_bpb.")
+    direction: Direction | None = Field(None, description="minimize or maximize.")
+    time_budget: float | None = Field(None, description="Seconds the training may use.")
+    timeout: float | None = Field(None, description="Hard limit; default 2 x time_budget + 60.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    agent: AgentConfig = Field(default_factory=MutateAgentConfig)
+    edit: EditConfig = Field(default_factory=EditConfig)
+
+
+class Settings(Strict):
+    """Everything a run uses, resolved; written to `config.json`."""
+
+    metric: str
+    direction: Direction
+    time_budget: float
+    timeout: float
+    protected: bool
+    image: str | None
+    sandbox: SandboxConfig
+    agent: AgentConfig
+    edit: EditConfig
+
+
+def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Settings:
+    """Merge prepare.py constants < overnight.toml < CLI flags, or fail with one line per problem."""
+    config = _parse_toml(task)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    constants = task.prepare_constants
+    problems: list[str] = []
+
+    def pick(key: str, constant: str) -> Any:
+        if key in overrides:
+            return overrides[key]
+        if getattr(config, key) is not None:
+            return getattr(config, key)
+        value = constants.get(constant)
+        if isinstance(value, NotLiteral):
+            problems.append(
+                f"{task.root / PREPARE}: {constant} = {value.expression} is not a literal; "
+                f"write a plain value or set {key} in {CONFIG}"
+            )
+            return None
+        return value
+
+    metric = pick("metric", "METRIC")
+    direction = pick("direction", "DIRECTION")
+    time_budget = pick("time_budget", "TIME_BUDGET")
+    timeout = pick("timeout", "TIMEOUT")
+    if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][\w.\-]*", metric or ""):
+        problems.append(
+            f"{task.root / PREPARE}: no usable metric name ({metric!r}); add METRIC = \"val_loss\" "
+            f"to prepare.py or metric = \"val_loss\" to {CONFIG}"
+        )
+    if direction not in ("minimize", "maximize"):
+        problems.append(
+            f"{task.root / PREPARE}: DIRECTION must be \"minimize\" or \"maximize\" (got "
+            f"{direction!r}); set it in prepare.py or direction in {CONFIG}"
+        )
+    time_budget = _positive(time_budget, "time_budget", "TIME_BUDGET", task, problems)
+    timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
+    if problems:
+        raise TaskError("\n".join(problems))
+    time_budget = time_budget or DEFAULT_TIME_BUDGET
+    agent = overrides.get("agent", config.agent)
+    return Settings(
+        metric=metric,
+        direction=Direction(direction),
+        time_budget=time_budget,
+        timeout=timeout or 2 * time_budget + 60,
+        protected=task.has_evaluate,
+        image=overrides.get("image", config.sandbox.image),
+        sandbox=config.sandbox,
+        agent=agent,
+        edit=config.edit,
+    )
+
+
+def _positive(value: Any, key: str, constant: str, task: Task, problems: list[str]) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        problems.append(
+            f"{task.root / PREPARE}: {constant} must be a positive number of seconds (got "
+            f"{value!r}); fix it there or set {key} in {CONFIG}"
+        )
+        return None
+    return float(value)
+
+
+def _parse_toml(task: Task) -> TaskConfig:
+    try:
+        return TaskConfig.model_validate(task.toml)
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            hint = (
+                f"remove it (known keys: {', '.join(_known_keys(problem['loc']))})"
+                if problem["type"] == "extra_forbidden"
+                else problem["msg"]
+            )
+            lines.append(f"{task.root / CONFIG}: {where}: {hint}")
+        raise TaskError("\n".join(lines)) from err
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = TaskConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            break
+    return sorted(model.model_fields)

@@ -1,0 +1,13 @@
+"""Errors that stop overnight with a one-line message for the user (exit code 2)."""
+
+
+class OvernightError(Exception):
+    """A problem the user can fix; the message names the file and the fix."""
+
+
+class TaskError(OvernightError):
+    """The task folder or its settings are wrong."""
+
+
+class GitError(OvernightError):
+    """The repository is not in a state overnight can work in."""

@@ -1,0 +1,242 @@
+"""Turns a `train.py` into a measurement: setup once, then train and evaluate, each in a fresh container.
+
+Container layout (the same in every container that has each part):
+  /overnight/prepare/prepare.py  read-only, on PYTHONPATH so `import prepare` works
+  /overnight/data                OVERNIGHT_DATA_DIR: public data, read-only after setup
+  /overnight/private             OVERNIGHT_PRIVATE_DIR: held-out data, setup and evaluator only
+  /overnight/output              OVERNIGHT_OUTPUT_DIR: what train.py writes; read-only to the evaluator
+  /overnight/train/train.py      read-only copy of the candidate; training only
+Protected mode takes the metric only from `evaluate(output_dir)` run in a container without
+train.py. Inline mode takes the last `<metric>: <number>` line train.py printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sandbox
+from harness.config import Settings
+from harness.errors import TaskError
+from harness.seams import Mount, RunResult, RunSpec, RunStatus, Sandbox
+from harness.task import PREPARE, Task
+
+PREPARE_DIR = "/overnight/prepare"
+DATA_DIR = "/overnight/data"
+PRIVATE_DIR = "/overnight/private"
+OUTPUT_DIR = "/overnight/output"
+TRAIN_DIR = "/overnight/train"
+TASK_DIR = "/overnight/task"
+HARNESS_DIR = "/overnight/harness"
+RESULT_DIR = "/overnight/result"
+_RESULT_LIMIT = 1_000_000
+_BASE_ENV = {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+_RUNNER = Path(sandbox.__file__).resolve().parent / "evaluate_runner.py"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One experiment's runs and the metric they produced (None when there is no valid one)."""
+
+    train: RunResult
+    evaluation: RunResult | None
+    metric: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+class SetupFailed(TaskError):
+    pass
+
+
+class Experimenter:
+    def __init__(self, task: Task, settings: Settings, sandbox: Sandbox, image: str, cache: Path) -> None:
+        self.task = task
+        self.settings = settings
+        self.sandbox = sandbox
+        self.image = image
+        key = f"{task.prepare_hash[:16]}-{re.sub(r'[^A-Za-z0-9]+', '_', image)}"
+        self.setup_dir = cache / f"setup-{key}"
+
+    @property
+    def prepare_dir(self) -> Path:
+        return self.setup_dir / "prepare"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.setup_dir / "data"
+
+    @property
+    def private_dir(self) -> Path:
+        return self.setup_dir / "private"
+
+    @property
+    def runner_dir(self) -> Path:
+        return self.setup_dir / "runner"
+
+    def setup(self) -> bool:
+        """Run `python prepare.py` once per (prepare.py, image); False when it was cached."""
+        done = self.setup_dir / "done"
+        if done.exists():
+            return False
+        if self.setup_dir.exists():
+            shutil.rmtree(self.setup_dir)
+        for folder in (self.prepare_dir, self.runner_dir):
+            folder.mkdir(parents=True)
+        for folder in (self.data_dir, self.private_dir):
+            _writable_dir(folder)
+        (self.prepare_dir / PREPARE).write_text(self.task.prepare_source, encoding="utf-8")
+        shutil.copy(_RUNNER, self.runner_dir / _RUNNER.name)
+        result = self.sandbox.run(
+            RunSpec(
+                image=self.image,
+                command=["python3", f"{PREPARE_DIR}/{PREPARE}"],
+                mounts=[
+                    Mount(self.task.root, TASK_DIR),
+                    Mount(self.prepare_dir, PREPARE_DIR),
+                    Mount(self.data_dir, DATA_DIR, read_only=False),
+                    Mount(self.private_dir, PRIVATE_DIR, read_only=False),
+                ],
+                env={**_BASE_ENV, "OVERNIGHT_DATA_DIR": DATA_DIR, "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR},
+                timeout_s=self.settings.sandbox.setup_timeout,
+                workdir=TASK_DIR,
+                purpose="setup",
+            )
+        )
+        (self.setup_dir / "setup.log").write_text(result.output_tail, encoding="utf-8")
+        if result.status is not RunStatus.OK:
+            raise SetupFailed(
+                f"{self.task.root / PREPARE}: `python prepare.py` ended with {result.status.value} "
+                f"(exit {result.exit_code}) in setup; fix prepare.py. Its output ends:\n"
+                + _last_lines(result.output_tail, 15)
+            )
+        done.write_text(self.task.prepare_hash + "\n")
+        return True
+
+    def measure(self, source: str, scratch: Path) -> Measurement:
+        """Train `source` and score it; the scratch folder is removed afterwards."""
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        code, output, result = scratch / "code", scratch / "output", scratch / "result"
+        code.mkdir(parents=True)
+        (code / "train.py").write_text(source, encoding="utf-8")
+        _writable_dir(output)
+        _writable_dir(result)
+        try:
+            train = self._train(code, output)
+            if train.status is not RunStatus.OK:
+                return Measurement(train=train, evaluation=None, metric=None)
+            if not self.settings.protected:
+                metric = inline_metric(train.output_tail, self.settings.metric)
+                note = "" if metric is not None else f"no `{self.settings.metric}: <number>` line in the output"
+                return Measurement(train, None, metric, {} if metric is None else {self.settings.metric: metric}, note)
+            evaluation = self._evaluate(output, result)
+            metrics, note = read_result(result / "result.json", evaluation, self.settings.metric)
+            return Measurement(train, evaluation, metrics.get(self.settings.metric), metrics, note)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _train(self, code: Path, output: Path) -> RunResult:
+        return self.sandbox.run(
+            RunSpec(
+                image=self.image,
+                command=["python3", f"{TRAIN_DIR}/train.py"],
+                mounts=[
+                    Mount(code, TRAIN_DIR),
+                    Mount(self.prepare_dir, PREPARE_DIR),
+                    Mount(self.data_dir, DATA_DIR),
+                    Mount(output, OUTPUT_DIR, read_only=False),
+                ],
+                env={
+                    **_BASE_ENV,
+                    "PYTHONPATH": PREPARE_DIR,
+                    "OVERNIGHT_DATA_DIR": DATA_DIR,
+                    "OVERNIGHT_OUTPUT_DIR": OUTPUT_DIR,
+                    "OVERNIGHT_TIME_BUDGET": f"{self.settings.time_budget:g}",
+                },
+                timeout_s=self.settings.timeout,
+                workdir=OUTPUT_DIR,
+                purpose="train",
+            )
+        )
+
+    def _evaluate(self, output: Path, result: Path) -> RunResult:
+        return self.sandbox.run(
+            RunSpec(
+                image=self.image,
+                command=[
+                    "python3", "-I", f"{HARNESS_DIR}/{_RUNNER.name}",
+                    PREPARE_DIR, OUTPUT_DIR, f"{RESULT_DIR}/result.json", self.settings.metric,
+                ],
+                mounts=[
+                    Mount(self.runner_dir, HARNESS_DIR),
+                    Mount(self.prepare_dir, PREPARE_DIR),
+                    Mount(self.data_dir, DATA_DIR),
+                    Mount(self.private_dir, PRIVATE_DIR),
+                    Mount(output, OUTPUT_DIR),
+                    Mount(result, RESULT_DIR, read_only=False),
+                ],
+                env={
+                    **_BASE_ENV,
+                    "OVERNIGHT_DATA_DIR": DATA_DIR,
+                    "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR,
+                    "OVERNIGHT_OUTPUT_DIR": OUTPUT_DIR,
+                },
+                timeout_s=self.settings.sandbox.eval_timeout,
+                workdir="/tmp",
+                purpose="evaluate",
+            )
+        )
+
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
+
+
+def inline_metric(output: str, metric: str) -> float | None:
+    """The last `<metric>: <number>` line of the output (autoresearch's summary block)."""
+    pattern = re.compile(rf"^{re.escape(metric)}:\s*({_NUMBER})\s*$", re.MULTILINE | re.IGNORECASE)
+    matches = pattern.findall(output)
+    if not matches:
+        return None
+    value = float(matches[-1])
+    return value if math.isfinite(value) else None
+
+
+def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[str, float], str]:
+    """The evaluator's metrics, or an empty dict and why there is no valid metric."""
+    if evaluation.status is not RunStatus.OK:
+        return {}, f"evaluate() ended with {evaluation.status.value}: {_last_lines(evaluation.output_tail, 1)}"
+    try:
+        if path.is_symlink() or path.stat().st_size > _RESULT_LIMIT:
+            return {}, "the evaluator's result file is not a plain file of sane size"
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {}, f"no result from evaluate(): {err}"
+    raw = payload.get("metrics") if isinstance(payload, dict) else None
+    if not isinstance(raw, dict):
+        return {}, f"evaluate() failed: {payload.get('error', 'no metrics') if isinstance(payload, dict) else payload}"
+    metrics = {}
+    for key, value in raw.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            metrics[str(key)] = number
+    note = "" if metric in metrics else f"evaluate() gave {metric} = {raw.get(metric)!r}, not a finite number"
+    return metrics, note
+
+
+def _writable_dir(path: Path) -> None:
+    """A folder the container's user can write, whoever that is."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o777)
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.rstrip().splitlines()[-count:])

@@ -1,0 +1,143 @@
+"""The run's records under `TASK/.overnight/<tag>/`: results.tsv, events.jsonl, one folder per experiment.
+
+Rows and events are appended and fsynced as they happen, so what is on disk is always the
+truth a resumed night starts from. A torn last line (a write cut by a crash) is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.seams import ExperimentRecord, Verdict
+
+HEADER = ("experiment", "commit", "metric", "memory_gb", "status", "seconds", "description")
+STATE_DIR = ".overnight"
+
+
+class RunDir:
+    """The files of one tagged run."""
+
+    def __init__(self, task_dir: Path, tag: str) -> None:
+        self.base = task_dir / STATE_DIR
+        self.root = self.base / tag
+        self.tag = tag
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.tsv"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def worktree(self) -> Path:
+        return self.root / "worktree"
+
+    @property
+    def cache(self) -> Path:
+        return self.base / "cache"
+
+    def experiment_dir(self, experiment: int) -> Path:
+        return self.root / "experiments" / f"{experiment:04d}"
+
+    def scratch_dir(self, experiment: int) -> Path:
+        return self.root / "scratch" / f"{experiment:04d}"
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Keeps the whole state folder out of git without touching the user's .gitignore.
+        ignore = self.base / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# written by overnight: its runs are not part of the repository\n*\n")
+        if not self.results.exists():
+            _append(self.results, "\t".join(HEADER) + "\n")
+        for path in (self.results, self.events):
+            _end_torn_line(path)
+
+    def record(self, row: ExperimentRecord) -> None:
+        _append(self.results, format_row(row))
+
+    def event(self, kind: str, **data: Any) -> None:
+        entry = {"ts": round(time.time(), 3), "event": kind, **data}
+        _append(self.events, json.dumps(entry, default=str) + "\n")
+
+    def write_artifact(self, experiment: int, name: str, text: str) -> None:
+        folder = self.experiment_dir(experiment)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8", errors="replace")
+
+    def rows(self) -> list[ExperimentRecord]:
+        return read_rows(self.results)
+
+
+def format_row(row: ExperimentRecord) -> str:
+    metric = "" if row.metric is None else f"{row.metric:.6g}"
+    description = " ".join(row.description.split())  # one line, no tabs
+    fields = (
+        str(row.experiment),
+        row.commit[:7],
+        metric,
+        f"{row.memory_gb:.1f}",
+        row.status.value,
+        f"{row.seconds:.1f}",
+        description,
+    )
+    return "\t".join(fields) + "\n"
+
+
+def read_rows(path: Path) -> list[ExperimentRecord]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+        parsed = _parse_row(line)
+        if parsed is not None:
+            rows.append(parsed)
+    return rows
+
+
+def _parse_row(line: str) -> ExperimentRecord | None:
+    fields = line.split("\t")
+    if len(fields) != len(HEADER):
+        return None
+    try:
+        metric = float(fields[2]) if fields[2] else None
+        return ExperimentRecord(
+            experiment=int(fields[0]),
+            commit=fields[1],
+            metric=metric if metric is None or math.isfinite(metric) else None,
+            memory_gb=float(fields[3]),
+            status=Verdict(fields[4]),
+            seconds=float(fields[5]),
+            description=fields[6],
+        )
+    except ValueError:
+        return None
+
+
+def _end_torn_line(path: Path) -> None:
+    """A crash mid-write can leave a last line without its newline; close it so the next row
+    starts on a line of its own (the torn line is then skipped when read)."""
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                _append(path, "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())

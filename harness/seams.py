@@ -1,0 +1,147 @@
+"""The seams of overnight: the records that cross module boundaries and the Protocols behind them.
+
+Read this first. It imports nothing else from the project, so every other module can depend on
+it. Data flows one way: task -> config -> agent -> sandbox -> evaluator -> decision -> git -> ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class RunStatus(StrEnum):
+    """How one container ended, as the sandbox saw it."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    CRASH = "crash"
+
+
+class Verdict(StrEnum):
+    """An experiment's status in the ledger."""
+
+    KEEP = "keep"
+    DISCARD = "discard"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+
+
+class Direction(StrEnum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path bound into a container."""
+
+    host: Path
+    container: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One command in one fresh container."""
+
+    image: str
+    command: list[str]
+    mounts: list[Mount]
+    env: dict[str, str]
+    timeout_s: float
+    workdir: str = "/tmp"
+    purpose: str = "run"  # setup | train | evaluate: a label for cleanup and logs
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened to one container. `output_tail` is capped to the configured size."""
+
+    status: RunStatus
+    exit_code: int | None
+    wall_s: float
+    output_tail: str
+    peak_memory_bytes: int = 0
+
+
+class Sandbox(Protocol):
+    """Runs a command in a disposable, locked-down environment and always cleans it up."""
+
+    def run(self, spec: RunSpec) -> RunResult: ...
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of the `edit` tool, as the agent made it."""
+
+    id: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What the `edit` tool answered to one call."""
+
+    call: ToolCall
+    output: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """One row of the ledger, as the agent sees the history."""
+
+    experiment: int
+    commit: str
+    metric: float | None
+    status: Verdict
+    description: str
+    seconds: float = 0.0
+    memory_gb: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """Everything an agent may know when it proposes the next experiment."""
+
+    experiment: int
+    program: str
+    prepare_source: str
+    train_source: str
+    metric: str
+    direction: Direction
+    history: list[ExperimentRecord]
+    best: ExperimentRecord | None
+
+
+@dataclass
+class Proposal:
+    """An agent's finished proposal. The editor keeps the tool calls; `transcript` holds the
+    agent's own messages, where it has any."""
+
+    description: str
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Editor(Protocol):
+    """The `edit` tool bound to one copy of `train.py`. There is no path to name."""
+
+    @property
+    def source(self) -> str: ...
+
+    def call(self, call: ToolCall) -> ToolOutcome: ...
+
+
+class Agent(Protocol):
+    """Proposes one experiment by editing `train.py` through the editor only.
+
+    Returns None when it has nothing more to propose (a replay script that ended).
+    """
+
+    def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None: ...

@@ -1,0 +1,87 @@
+"""`overnight status`: what a tagged run has done so far, read from its files alone (no Docker, no git)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from harness.errors import TaskError
+from harness.ledger import STATE_DIR, RunDir
+from harness.seams import ExperimentRecord, Verdict
+
+
+def list_tags(task_dir: Path) -> list[str]:
+    base = task_dir / STATE_DIR
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "results.tsv").exists())
+
+
+def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
+    tags = list_tags(task_dir)
+    if tag is None:
+        if not tags:
+            raise TaskError(f"{task_dir}: no runs yet; start one with `overnight run {task_dir}`")
+        tag = max(tags, key=lambda t: (task_dir / STATE_DIR / t / "results.tsv").stat().st_mtime)
+    run_dir = RunDir(task_dir, tag)
+    if not run_dir.results.exists():
+        known = ", ".join(tags) or "none"
+        raise TaskError(f"{run_dir.root}: no run tagged {tag!r} (tags here: {known})")
+    rows = run_dir.rows()
+    keeps = [r for r in rows if r.status is Verdict.KEEP]
+    config = json.loads(run_dir.config.read_text()) if run_dir.config.exists() else {}
+    settings = config.get("settings", {})
+    return {
+        "tag": tag,
+        "folder": str(run_dir.root),
+        "alive": _alive(run_dir),
+        "metric": settings.get("metric"),
+        "direction": settings.get("direction"),
+        "protected": settings.get("protected"),
+        "experiments": sum(1 for r in rows if r.experiment > 0),
+        "counts": dict(Counter(r.status.value for r in rows)),
+        "baseline": _summary(next((r for r in rows if r.experiment == 0), None)),
+        "best": _summary(keeps[-1] if keeps else None),
+        "branch": f"overnight/{tag}",
+    }
+
+
+def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"metric": row.metric, "commit": row.commit, "experiment": row.experiment,
+            "description": row.description}
+
+
+def _alive(run_dir: RunDir) -> bool:
+    """A run holds an exclusive lock on its lock file while it lives."""
+    lock = run_dir.root / "lock"
+    if not lock.exists():
+        return False
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def format_status(report: dict[str, Any]) -> str:
+    best, base = report["best"], report["baseline"]
+    lines = [
+        f"tag {report['tag']} ({'running' if report['alive'] else 'not running'}), "
+        f"{report['experiments']} experiments, metric {report['metric']} ({report['direction']})"
+        + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]"),
+        "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
+    ]
+    if base:
+        lines.append(f"baseline: {base['metric']:.6g} ({base['commit']})")
+    if best:
+        lines.append(f"best: {best['metric']:.6g} at experiment {best['experiment']} "
+                     f"({best['commit']}): {best['description']}")
+    lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""The Docker sandbox: one fresh, locked-down container per step, always removed.
+
+The deadline is enforced here, outside the code that might ignore it: when it passes, the
+container is killed, whatever runs inside.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import OvernightError
+from harness.seams import RunResult, RunSpec, RunStatus
+
+LABEL = "org.overnight"
+LABEL_RUN = "org.overnight.run"
+LABEL_PURPOSE = "org.overnight.purpose"
+LABEL_PID = "org.overnight.pid"
+NOBODY = "65534:65534"
+
+
+class SandboxError(OvernightError):
+    """A fault of the engine or the image, not of the experiment."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int
+    cpus: float
+    pids: int
+    tmpfs_bytes: int
+    output_cap_bytes: int
+
+
+def container_user() -> str:
+    """The harness's own uid when it is not root (so it can clean up what runs write), else nobody."""
+    uid = os.getuid()
+    return NOBODY if uid == 0 else f"{uid}:{os.getgid()}"
+
+
+class DockerSandbox:
+    def __init__(self, limits: Limits, run_id: str, client=None) -> None:
+        self.limits = limits
+        self.run_id = run_id
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def run(self, spec: RunSpec) -> RunResult:
+        container = self._create(spec)
+        try:
+            return self._wait(container, spec)
+        finally:
+            _remove(container)
+
+    def _create(self, spec: RunSpec):
+        import docker.errors
+        from docker.types import LogConfig
+
+        half_cap = max(self.limits.output_cap_bytes // 2, 4096)
+        try:
+            return self.client.containers.create(
+                image=spec.image,
+                command=spec.command,
+                labels={
+                    LABEL: "1",
+                    LABEL_RUN: self.run_id,
+                    LABEL_PURPOSE: spec.purpose,
+                    LABEL_PID: str(os.getpid()),
+                },
+                environment=spec.env,
+                working_dir=spec.workdir,
+                volumes={
+                    str(m.host): {"bind": m.container, "mode": "ro" if m.read_only else "rw"}
+                    for m in spec.mounts
+                },
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.limits.tmpfs_bytes}"},
+                user=container_user(),
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                privileged=False,
+                mem_limit=self.limits.memory_bytes,
+                memswap_limit=self.limits.memory_bytes,
+                nano_cpus=int(self.limits.cpus * 1e9),
+                pids_limit=self.limits.pids,
+                init=True,
+                # Docker keeps at most two files of half the cap: the tail survives a flood.
+                log_config=LogConfig(
+                    type="json-file", config={"max-size": str(half_cap), "max-file": "2"}
+                ),
+                detach=True,
+            )
+        except docker.errors.ImageNotFound as err:
+            raise SandboxError(
+                f"image {spec.image!r} is not on this machine: run `overnight image build` "
+                "or set image in the task's overnight.toml to one you have"
+            ) from err
+        except docker.errors.APIError as err:
+            raise SandboxError(f"the Docker engine refused the container: {err}") from err
+
+    def _wait(self, container, spec: RunSpec) -> RunResult:
+        import requests.exceptions
+
+        container.start()
+        started = time.monotonic()
+        deadline = started + spec.timeout_s
+        peak = 0
+        exit_code: int | None = None
+        timed_out = False
+        interval = 0.05  # short at first, so the peak memory of a short run is seen
+        while True:
+            peak = max(peak, _cgroup_peak(container.id))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                _kill(container)
+                break
+            try:
+                exit_code = int(container.wait(timeout=min(remaining, interval))["StatusCode"])
+                break
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                interval = min(interval * 2, 0.5)
+        wall = time.monotonic() - started
+        container.reload()
+        state = container.attrs.get("State", {})
+        if timed_out:
+            status, exit_code = RunStatus.TIMEOUT, None
+        elif state.get("OOMKilled") or (
+            exit_code == 137 and peak >= 0.95 * self.limits.memory_bytes
+        ):
+            status = RunStatus.OOM
+        elif exit_code == 0:
+            status = RunStatus.OK
+        else:
+            status = RunStatus.CRASH
+        return RunResult(
+            status=status,
+            exit_code=exit_code,
+            wall_s=round(wall, 3),
+            output_tail=self._output_tail(container),
+            peak_memory_bytes=peak,
+        )
+
+    def _output_tail(self, container) -> str:
+        raw = container.logs(stdout=True, stderr=True)
+        cap = self.limits.output_cap_bytes
+        return raw[-cap:].decode("utf-8", errors="replace")
+
+
+def connect():
+    """A Docker client, or a SandboxError that says what to do."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except docker.errors.DockerException as err:
+        raise SandboxError(
+            f"cannot reach the Docker engine ({err}): start it, or check DOCKER_HOST"
+        ) from err
+    return client
+
+
+def remove_leftovers(client, run_id: str | None = None) -> int:
+    """Remove containers labelled by overnight (of one run, or whose owning process is gone)."""
+    filters = {"label": [LABEL]} if run_id is None else {"label": [f"{LABEL_RUN}={run_id}"]}
+    removed = 0
+    for container in client.containers.list(all=True, filters=filters):
+        owner = container.labels.get(LABEL_PID, "")
+        if run_id is None and owner.isdigit() and _alive(int(owner)):
+            continue
+        _remove(container)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill(container) -> None:
+    import docker.errors
+
+    try:
+        container.kill()
+    except docker.errors.APIError:
+        pass  # it exited between the deadline and the kill
+
+
+def _remove(container) -> None:
+    import docker.errors
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+_CGROUP_PEAK_FILES = (
+    "/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
+    "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.max_usage_in_bytes",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
+    "/sys/fs/cgroup/docker/{id}/memory.peak",
+)
+
+
+def _cgroup_peak(container_id: str) -> int:
+    """The container's peak memory from the host's cgroup files, 0 where they are not readable."""
+    for pattern in _CGROUP_PEAK_FILES:
+        path = Path(pattern.format(id=container_id))
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return 0
