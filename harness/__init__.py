@@ -1,0 +1,18 @@
+"""overnight's loop: from a task folder to a ledger. Start with seams.py.
+
+seams.py       the records and Protocols that cross module boundaries
+errors.py      errors that stop a run with a one-line message
+task.py        the task folder contract, read without running anything
+config.py      overnight.toml, prepare.py constants and CLI flags, resolved into Settings
+edit_tool.py   the agent's one tool, `edit`, bound to train.py
+agents/        the agents that propose experiments (mutate, replay)
+experiment.py  setup, training and evaluation of one train.py, in containers
+decision.py    keep or not: a pure function
+gitops.py      the worktree and branch overnight/<tag>, commits and guarded resets
+ledger.py      results.tsv, events.jsonl and per-experiment files
+night.py       the loop that wires all of the above
+live.py        the terminal view
+status.py      `overnight status`
+validate.py    `overnight validate`
+cli.py         argument parsing
+"""

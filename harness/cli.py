@@ -26,12 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or continue) a night on a task folder")
     run.add_argument("task", type=Path, help="folder with program.md, train.py, prepare.py")
-    run.add_argument("--tag", default=None, help="name of the run (default: today's date, e.g. nov26)")
+    run.add_argument(
+        "--tag", default=None, help="name of the run (default: today's date, e.g. nov26)"
+    )
     run.add_argument("--provider", choices=["mutate", "replay"], help="agent (default: mutate)")
     run.add_argument("--script", type=Path, help="JSONL proposals for --provider replay")
     run.add_argument("--seed", type=int, help="seed of the mutate agent")
-    run.add_argument("--max-experiments", type=int, help="stop after N proposals in this tag (baseline excluded)")
-    run.add_argument("--max-hours", type=float, help="stop before an experiment that would end after H hours")
+    run.add_argument(
+        "--max-experiments", type=int, help="stop after N proposals in this tag (baseline excluded)"
+    )
+    run.add_argument(
+        "--max-hours", type=float, help="stop before an experiment that would end after H hours"
+    )
     run.add_argument("--metric", help="metric name (overrides overnight.toml and prepare.py)")
     run.add_argument("--direction", choices=["minimize", "maximize"])
     run.add_argument("--time-budget", type=float, help="seconds the training may use")
@@ -43,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--tag", default=None, help="default: the most recent run")
     status.add_argument("--json", action="store_true", help="print JSON")
 
-    validate = commands.add_parser("validate", help="check a task folder and say what a run would do")
+    validate = commands.add_parser(
+        "validate", help="check a task folder and say what a run would do"
+    )
     validate.add_argument("task", type=Path)
 
     image = commands.add_parser("image", help="manage the default image")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
-    build = image_commands.add_parser("build", help="build overnight's default image offline (debootstrap)")
+    build = image_commands.add_parser(
+        "build", help="build overnight's default image offline (debootstrap)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     return parser
 
@@ -63,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"overnight: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("overnight: interrupted; the branch is at the best commit. Run again to continue.",
-              file=sys.stderr)
+        print(
+            "overnight: interrupted; the branch is at the best commit. Run again to continue.",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -99,17 +111,10 @@ def _run(args: argparse.Namespace) -> int:
         "time_budget": args.time_budget,
         "timeout": args.timeout,
         "image": args.image,
+        "provider": args.provider,
+        "script": args.script.resolve() if args.script else None,
+        "seed": args.seed,
     }
-    if args.provider == "replay" or args.script:
-        if args.script is None:
-            raise TaskError("--provider replay needs --script FILE (one JSON proposal per line)")
-        from harness.config import ReplayAgentConfig
-
-        overrides["agent"] = ReplayAgentConfig(provider="replay", script=args.script.resolve())
-    elif args.provider == "mutate" or args.seed is not None:
-        from harness.config import MutateAgentConfig
-
-        overrides["agent"] = MutateAgentConfig(seed=args.seed or 0)
     for name in ("max_experiments", "max_hours"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -131,8 +136,10 @@ def _run(args: argparse.Namespace) -> int:
     best, baseline = summary.best, next((r for r in summary.rows if r.experiment == 0), None)
     print(f"stopped: {summary.stop_reason}")
     if best and baseline:
-        print(f"best {best.metric:.6g} at experiment {best.experiment} (baseline {baseline.metric:.6g}), "
-              f"branch overnight/{summary.tag}")
+        print(
+            f"best {best.metric:.6g} at experiment {best.experiment} (baseline {baseline.metric:.6g}), "
+            f"branch overnight/{summary.tag}"
+        )
     print(f"results: {summary.run_dir / 'results.tsv'}")
     return 0
 

@@ -132,20 +132,22 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
     timeout = pick("timeout", "TIMEOUT")
     if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][\w.\-]*", metric or ""):
         problems.append(
-            f"{task.root / PREPARE}: no usable metric name ({metric!r}); add METRIC = \"val_loss\" "
-            f"to prepare.py or metric = \"val_loss\" to {CONFIG}"
+            f'{task.root / PREPARE}: no usable metric name ({metric!r}); add METRIC = "val_loss" '
+            f'to prepare.py or metric = "val_loss" to {CONFIG}'
         )
     if direction not in ("minimize", "maximize"):
         problems.append(
-            f"{task.root / PREPARE}: DIRECTION must be \"minimize\" or \"maximize\" (got "
+            f'{task.root / PREPARE}: DIRECTION must be "minimize" or "maximize" (got '
             f"{direction!r}); set it in prepare.py or direction in {CONFIG}"
         )
     time_budget = _positive(time_budget, "time_budget", "TIME_BUDGET", task, problems)
     timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
     if problems:
         raise TaskError("\n".join(problems))
+    agent = _agent(config.agent, overrides, task, problems)
+    if problems:
+        raise TaskError("\n".join(problems))
     time_budget = time_budget or DEFAULT_TIME_BUDGET
-    agent = overrides.get("agent", config.agent)
     return Settings(
         metric=metric,
         direction=Direction(direction),
@@ -159,10 +161,34 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
     )
 
 
+def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: list[str]) -> Any:
+    """The agent from overnight.toml, switched or adjusted by --provider, --script and --seed."""
+    provider = overrides.get("provider") or ("replay" if "script" in overrides else None)
+    if provider is None and "seed" in overrides:
+        provider = "mutate"
+    if provider == "replay":
+        script = overrides.get("script") or getattr(configured, "script", None)
+        if script is None:
+            problems.append("--provider replay needs --script FILE (one JSON proposal per line)")
+            return configured
+        return ReplayAgentConfig(provider="replay", script=Path(script))
+    if provider == "mutate":
+        seed = overrides.get("seed", getattr(configured, "seed", 0))
+        return MutateAgentConfig(seed=seed)
+    if isinstance(configured, ReplayAgentConfig) and not configured.script.is_absolute():
+        return ReplayAgentConfig(provider="replay", script=task.root / configured.script)
+    return configured
+
+
 def _positive(value: Any, key: str, constant: str, task: Task, problems: list[str]) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         problems.append(
             f"{task.root / PREPARE}: {constant} must be a positive number of seconds (got "
             f"{value!r}); fix it there or set {key} in {CONFIG}"
@@ -171,15 +197,22 @@ def _positive(value: Any, key: str, constant: str, task: Task, problems: list[st
     return float(value)
 
 
+_AGENTS: dict[str, type[BaseModel]] = {"mutate": MutateAgentConfig, "replay": ReplayAgentConfig}
+
+
 def _parse_toml(task: Task) -> TaskConfig:
+    raw = dict(task.toml)
+    if isinstance(raw.get("agent"), dict) and "provider" not in raw["agent"]:
+        raw["agent"] = {"provider": "mutate", **raw["agent"]}
     try:
-        return TaskConfig.model_validate(task.toml)
+        return TaskConfig.model_validate(raw)
     except ValidationError as err:
         lines = []
         for problem in err.errors():
-            where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+            loc = _readable_loc(problem["loc"])
+            where = ".".join(str(part) for part in loc) or "(top level)"
             hint = (
-                f"remove it (known keys: {', '.join(_known_keys(problem['loc']))})"
+                f"remove it (known keys: {', '.join(_known_keys(loc))})"
                 if problem["type"] == "extra_forbidden"
                 else problem["msg"]
             )
@@ -187,9 +220,18 @@ def _parse_toml(task: Task) -> TaskConfig:
         raise TaskError("\n".join(lines)) from err
 
 
+def _readable_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the provider into the location of agent errors: agent.mutate.seed -> agent.seed."""
+    if len(loc) >= 2 and loc[0] == "agent" and loc[1] in _AGENTS:
+        return (loc[0], *loc[2:])
+    return loc
+
+
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = TaskConfig
     for part in loc[:-1]:
+        if model is TaskConfig and part == "agent":
+            return sorted({key for agent in _AGENTS.values() for key in agent.model_fields})
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):

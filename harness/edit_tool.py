@@ -42,7 +42,10 @@ EDIT_TOOL = {
     "input_schema": {
         "type": "object",
         "properties": {
-            "command": {"type": "string", "enum": ["view", "str_replace", "insert", "write", "undo"]},
+            "command": {
+                "type": "string",
+                "enum": ["view", "str_replace", "insert", "write", "undo"],
+            },
             "old_str": {"type": "string", "description": "str_replace: exact text to find."},
             "new_str": {"type": "string", "description": "str_replace/insert: the new text."},
             "insert_line": {"type": "integer", "description": "insert: after this line (0 = top)."},
@@ -100,9 +103,13 @@ class TrainEditor:
             self._source = self._undo.pop()
             return "undone: train.py is back as it was before your last change"
         if edit.command == "str_replace":
-            new_source = self._replaced(_need(edit.old_str, "old_str"), _need(edit.new_str, "new_str"))
+            new_source = self._replaced(
+                _need(edit.old_str, "old_str"), _need(edit.new_str, "new_str")
+            )
         elif edit.command == "insert":
-            new_source = self._inserted(_need(edit.insert_line, "insert_line"), _need(edit.new_str, "new_str"))
+            new_source = self._inserted(
+                _need(edit.insert_line, "insert_line"), _need(edit.new_str, "new_str")
+            )
         else:
             new_source = _need(edit.content, "content")
         return self._accept(new_source)
@@ -124,7 +131,9 @@ class TrainEditor:
     def _inserted(self, line: int, text: str) -> str:
         lines = self._source.splitlines(keepends=True)
         if not 0 <= line <= len(lines):
-            raise EditRefused(f"insert_line {line} is outside 0..{len(lines)} (train.py has {len(lines)} lines)")
+            raise EditRefused(
+                f"insert_line {line} is outside 0..{len(lines)} (train.py has {len(lines)} lines)"
+            )
         if lines and not lines[-1].endswith("\n") and line == len(lines):
             lines[-1] += "\n"
         block = text if text.endswith("\n") else text + "\n"
@@ -133,7 +142,9 @@ class TrainEditor:
     def _accept(self, new_source: str) -> str:
         size = len(new_source.encode("utf-8", errors="replace"))
         if size > self.max_bytes:
-            raise EditRefused(f"refused: train.py would be {size} bytes, over the {self.max_bytes}-byte limit")
+            raise EditRefused(
+                f"refused: train.py would be {size} bytes, over the {self.max_bytes}-byte limit"
+            )
         if new_source == self._source:
             raise EditRefused("that change leaves train.py exactly as it is")
         try:
@@ -145,7 +156,9 @@ class TrainEditor:
                 f"{_context(new_source, err.lineno)}\ntrain.py is unchanged"
             ) from None
         except ValueError as err:  # e.g. NUL bytes
-            raise EditRefused(f"refused, train.py would not compile: {err}; train.py is unchanged") from None
+            raise EditRefused(
+                f"refused, train.py would not compile: {err}; train.py is unchanged"
+            ) from None
         self._undo.append(self._source)
         self._source = new_source
         return f"train.py changed ({len(new_source.splitlines())} lines); it compiles"
@@ -153,7 +166,7 @@ class TrainEditor:
 
 def _parse(raw: dict[str, Any]) -> EditInput:
     if not isinstance(raw, dict):
-        raise EditRefused("the edit tool takes an object such as {\"command\": \"view\"}")
+        raise EditRefused('the edit tool takes an object such as {"command": "view"}')
     try:
         return EditInput.model_validate(raw)
     except ValidationError as err:
@@ -194,7 +207,9 @@ def _nearest(source: str, old: str) -> str:
             best, best_at = ratio, at
     if best < 0.5:
         return " Use `view` to see the current text."
-    shown = "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(best_at + 1, min(best_at + width, len(lines)) + 1))
+    shown = "\n".join(
+        f"{n:6}\t{lines[n - 1]}" for n in range(best_at + 1, min(best_at + width, len(lines)) + 1)
+    )
     return f" Did you mean these lines (whitespace and characters must match exactly)?\n{shown}"
 
 

@@ -55,7 +55,9 @@ class SetupFailed(TaskError):
 
 
 class Experimenter:
-    def __init__(self, task: Task, settings: Settings, sandbox: Sandbox, image: str, cache: Path) -> None:
+    def __init__(
+        self, task: Task, settings: Settings, sandbox: Sandbox, image: str, cache: Path
+    ) -> None:
         self.task = task
         self.settings = settings
         self.sandbox = sandbox
@@ -102,7 +104,11 @@ class Experimenter:
                     Mount(self.data_dir, DATA_DIR, read_only=False),
                     Mount(self.private_dir, PRIVATE_DIR, read_only=False),
                 ],
-                env={**_BASE_ENV, "OVERNIGHT_DATA_DIR": DATA_DIR, "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR},
+                env={
+                    **_BASE_ENV,
+                    "OVERNIGHT_DATA_DIR": DATA_DIR,
+                    "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR,
+                },
                 timeout_s=self.settings.sandbox.setup_timeout,
                 workdir=TASK_DIR,
                 purpose="setup",
@@ -133,8 +139,18 @@ class Experimenter:
                 return Measurement(train=train, evaluation=None, metric=None)
             if not self.settings.protected:
                 metric = inline_metric(train.output_tail, self.settings.metric)
-                note = "" if metric is not None else f"no `{self.settings.metric}: <number>` line in the output"
-                return Measurement(train, None, metric, {} if metric is None else {self.settings.metric: metric}, note)
+                note = (
+                    ""
+                    if metric is not None
+                    else f"no `{self.settings.metric}: <number>` line in the output"
+                )
+                return Measurement(
+                    train,
+                    None,
+                    metric,
+                    {} if metric is None else {self.settings.metric: metric},
+                    note,
+                )
             evaluation = self._evaluate(output, result)
             metrics, note = read_result(result / "result.json", evaluation, self.settings.metric)
             return Measurement(train, evaluation, metrics.get(self.settings.metric), metrics, note)
@@ -170,8 +186,13 @@ class Experimenter:
             RunSpec(
                 image=self.image,
                 command=[
-                    "python3", "-I", f"{HARNESS_DIR}/{_RUNNER.name}",
-                    PREPARE_DIR, OUTPUT_DIR, f"{RESULT_DIR}/result.json", self.settings.metric,
+                    "python3",
+                    "-I",
+                    f"{HARNESS_DIR}/{_RUNNER.name}",
+                    PREPARE_DIR,
+                    OUTPUT_DIR,
+                    f"{RESULT_DIR}/result.json",
+                    self.settings.metric,
                 ],
                 mounts=[
                     Mount(self.runner_dir, HARNESS_DIR),
@@ -210,7 +231,10 @@ def inline_metric(output: str, metric: str) -> float | None:
 def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[str, float], str]:
     """The evaluator's metrics, or an empty dict and why there is no valid metric."""
     if evaluation.status is not RunStatus.OK:
-        return {}, f"evaluate() ended with {evaluation.status.value}: {_last_lines(evaluation.output_tail, 1)}"
+        return (
+            {},
+            f"evaluate() ended with {evaluation.status.value}: {_last_lines(evaluation.output_tail, 1)}",
+        )
     try:
         if path.is_symlink() or path.stat().st_size > _RESULT_LIMIT:
             return {}, "the evaluator's result file is not a plain file of sane size"
@@ -219,7 +243,10 @@ def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[st
         return {}, f"no result from evaluate(): {err}"
     raw = payload.get("metrics") if isinstance(payload, dict) else None
     if not isinstance(raw, dict):
-        return {}, f"evaluate() failed: {payload.get('error', 'no metrics') if isinstance(payload, dict) else payload}"
+        return (
+            {},
+            f"evaluate() failed: {payload.get('error', 'no metrics') if isinstance(payload, dict) else payload}",
+        )
     metrics = {}
     for key, value in raw.items():
         try:
@@ -228,7 +255,11 @@ def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[st
             continue
         if math.isfinite(number):
             metrics[str(key)] = number
-    note = "" if metric in metrics else f"evaluate() gave {metric} = {raw.get(metric)!r}, not a finite number"
+    note = (
+        ""
+        if metric in metrics
+        else f"evaluate() gave {metric} = {raw.get(metric)!r}, not a finite number"
+    )
     return metrics, note
 
 

@@ -72,14 +72,23 @@ def locate_repo(task_dir: Path) -> RepoPlace:
         _git(task_dir, "init", "-q")
         names = [n for n in (*TASK_FILES, CONFIG, DOCKERFILE) if (task_dir / n).is_file()]
         _git(task_dir, "add", "--", *names)
-        _git(task_dir, "commit", "-q", "--no-verify", "-m", "overnight: initial task files",
-             env=_identity(task_dir))
+        _git(
+            task_dir,
+            "commit",
+            "-q",
+            "--no-verify",
+            "-m",
+            "overnight: initial task files",
+            env=_identity(task_dir),
+        )
         return RepoPlace(top=task_dir.resolve(), task_rel=Path("."), created=True)
     top = top.resolve()
     try:
         _git(top, "rev-parse", "--verify", "-q", "HEAD")
     except GitError as err:
-        raise GitError(f"{top}: the repository has no commits yet; commit the task files first") from err
+        raise GitError(
+            f"{top}: the repository has no commits yet; commit the task files first"
+        ) from err
     return RepoPlace(top=top, task_rel=task_dir.resolve().relative_to(top), created=False)
 
 
@@ -113,7 +122,9 @@ class Worktree:
         branch_exists = bool(_git(top, "branch", "--list", self.branch))
         if (self.path / ".git").exists():
             if _git(self.path, "rev-parse", "--abbrev-ref", "HEAD") != self.branch:
-                raise GitError(f"{self.path}: not on {self.branch}; remove that folder and run again")
+                raise GitError(
+                    f"{self.path}: not on {self.branch}; remove that folder and run again"
+                )
             return
         _git(top, "worktree", "prune")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +147,18 @@ class Worktree:
         """Commit a new `train.py` (and nothing else) on the branch; returns the commit."""
         self.train_path.write_text(source, encoding="utf-8")
         _git(self.path, "add", "--", self.train_rel)
-        _git(self.path, "commit", "-q", "--no-verify", "--allow-empty-message", "-m", message,
-             "--", self.train_rel, env=_identity(self.path))
+        _git(
+            self.path,
+            "commit",
+            "-q",
+            "--no-verify",
+            "--allow-empty-message",
+            "-m",
+            message,
+            "--",
+            self.train_rel,
+            env=_identity(self.path),
+        )
         return self.head()
 
     def discard(self, candidate: str, best: str, experiment: int) -> None:

@@ -58,11 +58,13 @@ class RunDir:
         # Keeps the whole state folder out of git without touching the user's .gitignore.
         ignore = self.base / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("# written by overnight: its runs are not part of the repository\n*\n")
+            ignore.write_text(
+                "# written by overnight: its runs are not part of the repository\n*\n"
+            )
         if not self.results.exists():
             _append(self.results, "\t".join(HEADER) + "\n")
         for path in (self.results, self.events):
-            _end_torn_line(path)
+            _drop_torn_tail(path)
 
     def record(self, row: ExperimentRecord) -> None:
         _append(self.results, format_row(row))
@@ -98,8 +100,10 @@ def format_row(row: ExperimentRecord) -> str:
 def read_rows(path: Path) -> list[ExperimentRecord]:
     if not path.exists():
         return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")[1:-1]  # the part after the last newline is torn or empty
     rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+    for line in lines:
         parsed = _parse_row(line)
         if parsed is not None:
             rows.append(parsed)
@@ -125,14 +129,17 @@ def _parse_row(line: str) -> ExperimentRecord | None:
         return None
 
 
-def _end_torn_line(path: Path) -> None:
-    """A crash mid-write can leave a last line without its newline; close it so the next row
-    starts on a line of its own (the torn line is then skipped when read)."""
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                _append(path, "\n")
+def _drop_torn_tail(path: Path) -> None:
+    """A crash mid-write can leave a last line without its newline: an incomplete record.
+    Cut it off, so the next record starts on a line of its own."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _append(path: Path, text: str) -> None:

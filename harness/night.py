@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from harness.agents import make_agent
 from harness.config import Settings, parse_size, resolve_settings
@@ -72,7 +72,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
             tmpfs_bytes=parse_size(settings.sandbox.tmpfs),
             output_cap_bytes=parse_size(settings.sandbox.output_cap),
         )
-        sandbox = DockerSandbox(sandbox_limits, run_id=f"{options.tag}-{os.getpid()}", client=client)
+        sandbox = DockerSandbox(
+            sandbox_limits, run_id=f"{options.tag}-{os.getpid()}", client=client
+        )
         experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache)
         night = Night(task, settings, agent, experimenter, worktree, run_dir, view)
         try:
@@ -85,8 +87,16 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
 class Night:
     """The loop over experiments, from the baseline until a budget ends."""
 
-    def __init__(self, task: Task, settings: Settings, agent: Agent, experimenter: Experimenter,
-                 worktree: Worktree, run_dir: RunDir, view: View) -> None:
+    def __init__(
+        self,
+        task: Task,
+        settings: Settings,
+        agent: Agent,
+        experimenter: Experimenter,
+        worktree: Worktree,
+        run_dir: RunDir,
+        view: View,
+    ) -> None:
         self.task = task
         self.settings = settings
         self.agent = agent
@@ -136,13 +146,17 @@ class Night:
             self.worktree.keep_ref(head, last + 1)
             self.worktree.reset_to(self.best_commit)
             self.run_dir.event("reconciled", head=head, best=self.best_commit)
-            self.view.message(f"moved {self.worktree.branch} back to the best commit {self.best_commit[:7]}")
+            self.view.message(
+                f"moved {self.worktree.branch} back to the best commit {self.best_commit[:7]}"
+            )
 
     def _baseline(self) -> None:
         self.view.phase(0, "baseline", self.settings.timeout)
         source = self.worktree.read_train()
         measurement = self._measure(0, source)
-        verdict = decide(measurement.train.status, measurement.metric, None, self.settings.direction)
+        verdict = decide(
+            measurement.train.status, measurement.metric, None, self.settings.direction
+        )
         if verdict is not Verdict.KEEP:
             raise TaskError(
                 f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric "
@@ -157,18 +171,28 @@ class Night:
         assert best is not None
         base_source = self.worktree.read_train()
         self.view.phase(number, "proposing")
-        editor = TrainEditor(base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes)
+        editor = TrainEditor(
+            base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
+        )
         proposal = self.agent.propose(self._context(number, base_source), editor)
         if proposal is None:
             return False
         description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
         calls = [
-            {"input": o.call.input, "output": o.output, "is_error": o.is_error} for o in editor.outcomes
+            {"input": o.call.input, "output": o.output, "is_error": o.is_error}
+            for o in editor.outcomes
         ]
         self.run_dir.write_artifact(
-            number, "transcript.json",
-            json.dumps({"description": proposal.description, "calls": calls,
-                        "messages": proposal.transcript}, indent=1),
+            number,
+            "transcript.json",
+            json.dumps(
+                {
+                    "description": proposal.description,
+                    "calls": calls,
+                    "messages": proposal.transcript,
+                },
+                indent=1,
+            ),
         )
         self.run_dir.event("proposal", experiment=number, description=description, calls=calls)
         problem = _unrunnable(base_source, editor.source)
@@ -176,7 +200,9 @@ class Night:
             self._skip(number, description, problem)
             return True
         commit = self.worktree.commit_candidate(editor.source, description)
-        self.run_dir.write_artifact(number, "diff.patch", self.worktree.diff(self.best_commit, commit))
+        self.run_dir.write_artifact(
+            number, "diff.patch", self.worktree.diff(self.best_commit, commit)
+        )
         try:
             measurement = self._measure(number, editor.source)
         except BaseException:
@@ -184,7 +210,9 @@ class Night:
             self.worktree.discard(commit, self.best_commit, number)
             self.run_dir.event("interrupted", experiment=number, commit=commit)
             raise
-        verdict = decide(measurement.train.status, measurement.metric, best.metric, self.settings.direction)
+        verdict = decide(
+            measurement.train.status, measurement.metric, best.metric, self.settings.direction
+        )
         if verdict is Verdict.KEEP:
             self.best_commit = commit
         else:
@@ -207,24 +235,35 @@ class Night:
     def _measure(self, number: int, source: str) -> Measurement:
         self.view.phase(number, "training", self.settings.timeout)
         measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
-        output = f"# train.py ({measurement.train.status.value}, exit {measurement.train.exit_code}, " \
-                 f"{measurement.train.wall_s:.1f}s)\n{measurement.train.output_tail}"
+        output = (
+            f"# train.py ({measurement.train.status.value}, exit {measurement.train.exit_code}, "
+            f"{measurement.train.wall_s:.1f}s)\n{measurement.train.output_tail}"
+        )
         if measurement.evaluation is not None:
             ev = measurement.evaluation
             output += f"\n# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n{ev.output_tail}"
         self.run_dir.write_artifact(number, "output.txt", output)
         self.run_dir.event(
-            "run", experiment=number, train_status=measurement.train.status.value,
-            exit_code=measurement.train.exit_code, train_seconds=measurement.train.wall_s,
+            "run",
+            experiment=number,
+            train_status=measurement.train.status.value,
+            exit_code=measurement.train.exit_code,
+            train_seconds=measurement.train.wall_s,
             eval_status=measurement.evaluation.status.value if measurement.evaluation else None,
-            metric=measurement.metric, metrics=measurement.metrics, note=measurement.note,
-            protected=self.settings.protected, peak_memory_bytes=measurement.train.peak_memory_bytes,
+            metric=measurement.metric,
+            metrics=measurement.metrics,
+            note=measurement.note,
+            protected=self.settings.protected,
+            peak_memory_bytes=measurement.train.peak_memory_bytes,
         )
         return measurement
 
-    def _record(self, number: int, commit: str, measurement: Measurement, verdict: Verdict,
-                description: str) -> None:
-        seconds = measurement.train.wall_s + (measurement.evaluation.wall_s if measurement.evaluation else 0)
+    def _record(
+        self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
+    ) -> None:
+        seconds = measurement.train.wall_s + (
+            measurement.evaluation.wall_s if measurement.evaluation else 0
+        )
         row = ExperimentRecord(
             experiment=number,
             commit=commit,
@@ -235,8 +274,14 @@ class Night:
             memory_gb=measurement.train.peak_memory_bytes / 1024**3,
         )
         self.run_dir.record(row)
-        self.run_dir.event("decision", experiment=number, commit=commit, status=verdict.value,
-                           metric=measurement.metric, best_commit=self.best_commit)
+        self.run_dir.event(
+            "decision",
+            experiment=number,
+            commit=commit,
+            status=verdict.value,
+            metric=measurement.metric,
+            best_commit=self.best_commit,
+        )
         self.rows.append(row)
         self.view.result(row, self.best)
 
@@ -273,8 +318,11 @@ def _clean_repo(task: Task, view: View) -> RepoPlace:
 
 def _check_same_evaluator(run_dir: RunDir, task: Task, settings: Settings, image: str) -> None:
     """A tag's metrics are only comparable under one prepare.py; refuse a changed one."""
-    resolved = {"settings": settings.model_dump(mode="json"), "image": image,
-                "prepare_sha256": task.prepare_hash}
+    resolved = {
+        "settings": settings.model_dump(mode="json"),
+        "image": image,
+        "prepare_sha256": task.prepare_hash,
+    }
     if run_dir.config.exists():
         before = json.loads(run_dir.config.read_text())
         if before.get("prepare_sha256") != task.prepare_hash:
@@ -292,24 +340,25 @@ class _exclusive:
 
     def __init__(self, run_dir: RunDir) -> None:
         self.path = run_dir.root / "lock"
-        self.handle = None
+        self.handle: TextIO | None = None
 
     def __enter__(self) -> None:
-        self.handle = open(self.path, "a+")
+        self.handle = handle = open(self.path, "a+")
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.handle.seek(0)
-            owner = self.handle.read().strip() or "?"
-            self.handle.close()
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            self.handle = None
             raise OvernightError(
                 f"{self.path}: tag {self.path.parent.name!r} is already running (pid {owner}); "
                 "wait for it or use another --tag"
             ) from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(str(os.getpid()))
-        self.handle.flush()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
 
     def __exit__(self, *exc: object) -> None:
         if self.handle is not None:

@@ -52,8 +52,12 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
 def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    return {"metric": row.metric, "commit": row.commit, "experiment": row.experiment,
-            "description": row.description}
+    return {
+        "metric": row.metric,
+        "commit": row.commit,
+        "experiment": row.experiment,
+        "description": row.description,
+    }
 
 
 def _alive(run_dir: RunDir) -> bool:
@@ -81,7 +85,9 @@ def format_status(report: dict[str, Any]) -> str:
     if base:
         lines.append(f"baseline: {base['metric']:.6g} ({base['commit']})")
     if best:
-        lines.append(f"best: {best['metric']:.6g} at experiment {best['experiment']} "
-                     f"({best['commit']}): {best['description']}")
+        lines.append(
+            f"best: {best['metric']:.6g} at experiment {best['experiment']} "
+            f"({best['commit']}): {best['description']}"
+        )
     lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
     return "\n".join(lines)

@@ -17,7 +17,11 @@ from typing import Any
 from harness.errors import TaskError
 
 PROGRAM, TRAIN, PREPARE, CONFIG, DOCKERFILE = (
-    "program.md", "train.py", "prepare.py", "overnight.toml", "Dockerfile",
+    "program.md",
+    "train.py",
+    "prepare.py",
+    "overnight.toml",
+    "Dockerfile",
 )
 TASK_FILES = (PROGRAM, TRAIN, PREPARE)
 PREPARE_CONSTANTS = ("METRIC", "DIRECTION", "TIME_BUDGET", "TIMEOUT")
@@ -44,7 +48,9 @@ class Task:
 def load_task(root: Path) -> Task:
     root = root.resolve()
     if not root.is_dir():
-        raise TaskError(f"{root}: not a folder; pass the task folder that holds {', '.join(TASK_FILES)}")
+        raise TaskError(
+            f"{root}: not a folder; pass the task folder that holds {', '.join(TASK_FILES)}"
+        )
     missing = [name for name in TASK_FILES if not (root / name).is_file()]
     if missing:
         raise TaskError(
@@ -86,13 +92,17 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for node in tree.body:
         targets: list[ast.expr] = []
-        value = None
+        value: ast.expr | None = None
         if isinstance(node, ast.Assign):
             targets, value = node.targets, node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, value = [node.target], node.value
         for target in targets:
-            if isinstance(target, ast.Name) and target.id in PREPARE_CONSTANTS:
+            if (
+                isinstance(target, ast.Name)
+                and target.id in PREPARE_CONSTANTS
+                and value is not None
+            ):
                 try:
                     found[target.id] = _literal(value)
                 except (ValueError, TypeError, ZeroDivisionError, OverflowError):

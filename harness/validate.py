@@ -36,13 +36,19 @@ def validate(task_dir: Path, out=print) -> int:
     out(f"task: {task.root}")
     out(f"metric: {settings.metric} ({settings.direction.value})")
     out(f"scoring: {mode}")
-    out(f"time budget: {settings.time_budget:g}s, hard timeout: {settings.timeout:g}s per training run")
+    out(
+        f"time budget: {settings.time_budget:g}s, hard timeout: {settings.timeout:g}s per training run"
+    )
     out(f"image: {image}")
-    out(f"limits: memory {settings.sandbox.memory}, cpus {settings.sandbox.cpus:g}, "
-        f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, no network")
+    out(
+        f"limits: memory {settings.sandbox.memory}, cpus {settings.sandbox.cpus:g}, "
+        f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, no network"
+    )
     out(f"agent: {settings.agent.provider}")
-    out("a run would: run `python prepare.py` once (cached), measure the unmodified baseline, "
-        "then let the agent edit train.py, keeping each change that beats the best")
+    out(
+        "a run would: run `python prepare.py` once (cached), measure the unmodified baseline, "
+        "then let the agent edit train.py, keeping each change that beats the best"
+    )
     for problem in problems:
         out(f"problem: {problem}")
     if not problems:
@@ -63,7 +69,9 @@ def _git_problems(task_dir: Path) -> list[str]:
         return []  # a run will create a repository with the task files, and says so
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all", "--", *TASK_FILES],
-        cwd=task_dir, capture_output=True, text=True,
+        cwd=task_dir,
+        capture_output=True,
+        text=True,
     ).stdout
     dirty = [line[3:] for line in status.splitlines() if line.strip()]
     if dirty:
@@ -74,7 +82,9 @@ def _git_problems(task_dir: Path) -> list[str]:
 def _image(configured: str | None, task_dir: Path, has_dockerfile: bool) -> tuple[str, str]:
     from sandbox.image import DEFAULT_IMAGE, image_exists
 
-    name = configured or (f"built from {task_dir / 'Dockerfile'}" if has_dockerfile else DEFAULT_IMAGE)
+    name = configured or (
+        f"built from {task_dir / 'Dockerfile'}" if has_dockerfile else DEFAULT_IMAGE
+    )
     try:
         from sandbox.docker_sandbox import connect
 

@@ -6,6 +6,7 @@ container is killed, whatever runs inside.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -196,19 +197,16 @@ def _alive(pid: int) -> bool:
 def _kill(container) -> None:
     import docker.errors
 
-    try:
+    # It may have exited between the deadline and the kill.
+    with contextlib.suppress(docker.errors.APIError):
         container.kill()
-    except docker.errors.APIError:
-        pass  # it exited between the deadline and the kill
 
 
 def _remove(container) -> None:
     import docker.errors
 
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         container.remove(force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 _CGROUP_PEAK_FILES = (

@@ -45,7 +45,7 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
                 return uri.rstrip("/")
     raise ImageError(
         f"no Debian mirror found in {apt_dir}/sources.list*: add one to apt's sources, "
-        "or set image = \"...\" in the task's overnight.toml"
+        'or set image = "..." in the task\'s overnight.toml'
     )
 
 
@@ -102,8 +102,12 @@ def build_default_image(client, log=print, force: bool = False) -> str:
         log(f"debootstrap {suite} from {mirror} with {', '.join(PACKAGES)} (a few minutes)")
         subprocess.run(
             [
-                "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                suite, str(root), mirror,
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                suite,
+                str(root),
+                mirror,
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -126,8 +130,13 @@ def build_default_image(client, log=print, force: bool = False) -> str:
 
 
 def _trim(root: Path) -> None:
-    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-                "usr/share/locale"):
+    for sub in (
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/locale",
+    ):
         target = root / sub
         if target.is_dir():
             for child in target.iterdir():
@@ -153,7 +162,11 @@ def dockerfile_image(client, task_dir: Path, log=print) -> str:
 
     try:
         client.images.build(
-            path=str(task_dir), dockerfile="Dockerfile", tag=name, pull=False, rm=True,
+            path=str(task_dir),
+            dockerfile="Dockerfile",
+            tag=name,
+            pull=False,
+            rm=True,
             forcerm=True,
         )
     except docker.errors.BuildError as err:
@@ -162,7 +175,9 @@ def dockerfile_image(client, task_dir: Path, log=print) -> str:
     return name
 
 
-def resolve_image(client, configured: str | None, task_dir: Path, has_dockerfile: bool, log=print) -> str:
+def resolve_image(
+    client, configured: str | None, task_dir: Path, has_dockerfile: bool, log=print
+) -> str:
     """The image a task runs in; it must already be on this machine (nothing is ever pulled)."""
     if configured:
         if not image_exists(client, configured):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from harness.seams import Editor, ExperimentRecord, Proposal, ProposalContext, ToolCall, Verdict
 
 PREFIX = "mutate:"
-_MOVE = re.compile(r"([A-Za-z_]\w*) (\S+) -> (\S+)")
+_MOVE = re.compile(r"([A-Za-z_]\w*) ([^\s,]+) -> ([^\s,]+)")
 _FLOAT_FACTORS = (0.5, 0.7, 0.85, 1.2, 1.4, 2.0)
 _INT_STEPS = (1, 2, 4)
 _INT_FACTORS = (0.5, 0.75, 1.5, 2.0)
@@ -108,7 +108,11 @@ def find_constants(source: str) -> list[Constant]:
 
 
 def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
         return node.targets[0].id, node.value
     if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
         return node.target.id, node.value
@@ -120,11 +124,14 @@ def _number(node: ast.expr) -> int | float | None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         sign, node = -1, node.operand
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return sign * node.value
+        number: int | float = node.value  # type: ignore[assignment]
+        return sign * number
     return None
 
 
-def _learn(history: list[ExperimentRecord]) -> tuple[set[tuple[str, str]], dict[tuple[str, bool], list[int]]]:
+def _learn(
+    history: list[ExperimentRecord],
+) -> tuple[set[tuple[str, str]], dict[tuple[str, bool], list[int]]]:
     """Values tried per constant, and [wins, tries] per (constant, direction), from our own descriptions."""
     tried: set[tuple[str, str]] = set()
     score: dict[tuple[str, bool], list[int]] = {}
@@ -163,7 +170,8 @@ def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move |
     first_up = rng.random() < up_weight / (up_weight + down_weight)
     for up in (first_up, not first_up):
         candidates = [
-            v for v in _candidates(constant.value, up)
+            v
+            for v in _candidates(constant.value, up)
             if (constant.name, _key(v)) not in tried and v != constant.value
         ]
         if candidates:
@@ -178,12 +186,14 @@ def _candidates(value: int | float, up: bool) -> list[int | float]:
     if isinstance(value, int):
         steps = [value + s if up else value - s for s in _INT_STEPS]
         scaled = [round(value * f) for f in _INT_FACTORS if (f > 1) == up]
-        values = {v for v in steps + scaled if (value <= 0 or v >= 1) and v != value}
-        return sorted(values)
+        ints: set[int | float] = {
+            v for v in steps + scaled if (value <= 0 or v >= 1) and v != value
+        }
+        return sorted(ints)
     if value == 0.0:
         return [1e-3, 1e-2, 0.1] if up else [-1e-3, -1e-2, -0.1]
     factors = [f for f in _FLOAT_FACTORS if (f > 1) == (up == (value > 0))]
-    values = {_round(value * f) for f in factors}
+    values: set[int | float] = {_round(value * f) for f in factors}
     # Further out in the same direction, for when the near values are used up.
     for power in range(2, 6):
         values |= {_round(value * f**power) for f in factors}

@@ -20,7 +20,9 @@ def load_script(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise TaskError(f"{path}: cannot read the replay script ({err.strerror}); check --script") from err
+        raise TaskError(
+            f"{path}: cannot read the replay script ({err.strerror}); check --script"
+        ) from err
     proposals = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -28,14 +30,16 @@ def load_script(path: Path) -> list[dict[str, Any]]:
         try:
             entry = json.loads(line)
         except json.JSONDecodeError as err:
-            raise TaskError(f"{path}:{number}: not JSON ({err.msg}); one JSON object per line") from err
+            raise TaskError(
+                f"{path}:{number}: not JSON ({err.msg}); one JSON object per line"
+            ) from err
         if (
             not isinstance(entry, dict)
             or not isinstance(entry.get("description", ""), str)
             or not isinstance(entry.get("calls", []), list)
         ):
             raise TaskError(
-                f"{path}:{number}: expected {{\"description\": str, \"calls\": [edit inputs]}}"
+                f'{path}:{number}: expected {{"description": str, "calls": [edit inputs]}}'
             )
         proposals.append(entry)
     return proposals

@@ -1,0 +1,92 @@
+"""The keep-or-discard decision, as a table of what happened and what the ledger should say."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.decision import decide, is_better
+from harness.seams import Direction, RunStatus, Verdict
+
+MIN, MAX = Direction.MINIMIZE, Direction.MAXIMIZE
+OK, TIMEOUT, OOM, CRASH = RunStatus.OK, RunStatus.TIMEOUT, RunStatus.OOM, RunStatus.CRASH
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize(
+    ("status", "metric", "best", "direction", "expected"),
+    [
+        # A finite metric strictly better than the best is kept.
+        (OK, 0.9, 1.0, MIN, Verdict.KEEP),
+        (OK, 1.1, 1.0, MAX, Verdict.KEEP),
+        (OK, -2.0, -1.0, MIN, Verdict.KEEP),
+        (OK, 0.0, 1e-9, MIN, Verdict.KEEP),
+        (OK, math.nextafter(1.0, 0.0), 1.0, MIN, Verdict.KEEP),
+        (OK, math.nextafter(1.0, 2.0), 1.0, MAX, Verdict.KEEP),
+        # Worse is discarded.
+        (OK, 1.1, 1.0, MIN, Verdict.DISCARD),
+        (OK, 0.9, 1.0, MAX, Verdict.DISCARD),
+        (OK, -2.0, -1.0, MAX, Verdict.DISCARD),
+        # Equal is not an improvement.
+        (OK, 1.0, 1.0, MIN, Verdict.DISCARD),
+        (OK, 1.0, 1.0, MAX, Verdict.DISCARD),
+        (OK, 0.0, -0.0, MIN, Verdict.DISCARD),
+        (OK, -0.0, 0.0, MAX, Verdict.DISCARD),
+        # The baseline: nothing to beat, any valid metric is kept.
+        (OK, 5.0, None, MIN, Verdict.KEEP),
+        (OK, 5.0, None, MAX, Verdict.KEEP),
+        (OK, 0.0, None, MIN, Verdict.KEEP),
+        (OK, -3.5, None, MAX, Verdict.KEEP),
+        # No finite metric is invalid, however "good" it would look.
+        (OK, None, 1.0, MIN, Verdict.INVALID),
+        (OK, NAN, 1.0, MIN, Verdict.INVALID),
+        (OK, NAN, 1.0, MAX, Verdict.INVALID),
+        (OK, -INF, 1.0, MIN, Verdict.INVALID),
+        (OK, INF, 1.0, MAX, Verdict.INVALID),
+        (OK, INF, 1.0, MIN, Verdict.INVALID),
+        (OK, None, None, MIN, Verdict.INVALID),
+        (OK, NAN, None, MAX, Verdict.INVALID),
+        (OK, -INF, None, MIN, Verdict.INVALID),
+        # A run that did not end well gets its own status, even with a good-looking metric.
+        (TIMEOUT, 0.5, 1.0, MIN, Verdict.TIMEOUT),
+        (TIMEOUT, None, 1.0, MIN, Verdict.TIMEOUT),
+        (TIMEOUT, 0.5, None, MAX, Verdict.TIMEOUT),
+        (OOM, 0.5, 1.0, MIN, Verdict.CRASH),
+        (OOM, None, None, MAX, Verdict.CRASH),
+        (CRASH, 0.5, 1.0, MIN, Verdict.CRASH),
+        (CRASH, NAN, 1.0, MIN, Verdict.CRASH),
+        (CRASH, 2.0, None, MAX, Verdict.CRASH),
+    ],
+)
+def test_decide(status, metric, best, direction, expected) -> None:
+    assert decide(status, metric, best, direction) is expected
+
+
+@pytest.mark.parametrize(
+    ("metric", "best", "direction", "expected"),
+    [
+        (1.0, 2.0, MIN, True),
+        (2.0, 1.0, MIN, False),
+        (2.0, 1.0, MAX, True),
+        (1.0, 2.0, MAX, False),
+        (1.5, 1.5, MIN, False),
+        (1.5, 1.5, MAX, False),
+        (-1.0, 0.0, MIN, True),
+        (-1.0, 0.0, MAX, False),
+        (1e-300, 0.0, MAX, True),
+        (1e-300, 0.0, MIN, False),
+    ],
+)
+def test_is_better(metric, best, direction, expected) -> None:
+    assert is_better(metric, best, direction) is expected
+
+
+@pytest.mark.parametrize("direction", [MIN, MAX])
+def test_better_is_strict_and_one_sided(direction) -> None:
+    values = [-10.0, -1.0, 0.0, 0.25, 3.0, 1e6]
+    for a in values:
+        assert not is_better(a, a, direction)
+        for b in values:
+            if a != b:
+                assert is_better(a, b, direction) != is_better(b, a, direction)

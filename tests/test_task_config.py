@@ -1,0 +1,420 @@
+"""Reading a task folder and resolving its settings, as a user setting up a night would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import MutateAgentConfig, ReplayAgentConfig, resolve_settings
+from harness.errors import TaskError
+from harness.seams import Direction
+from harness.task import NotLiteral, load_task
+
+PROGRAM = "# Lower the loss\nChange only train.py.\n"
+PREPARE = '''"""Fixed by the human."""
+
+METRIC = "val_loss"
+DIRECTION = "minimize"
+TIME_BUDGET = 5 * 60
+
+
+def evaluate(output_dir):
+    return {"val_loss": 1.0}
+'''
+TRAIN = "LEARNING_RATE = 0.01\nprint('val_loss:', LEARNING_RATE)\n"
+
+
+def make_task(
+    folder: Path,
+    *,
+    prepare: str | None = PREPARE,
+    train: str | None = TRAIN,
+    program: str | None = PROGRAM,
+    toml: str | None = None,
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("prepare.py", prepare),
+        ("train.py", train),
+        ("program.md", program),
+        ("overnight.toml", toml),
+    ):
+        if text is not None:
+            (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def settings_of(folder: Path, overrides=None):
+    return resolve_settings(load_task(folder), overrides)
+
+
+def problem_of(folder: Path, overrides=None) -> str:
+    with pytest.raises(TaskError) as raised:
+        settings_of(folder, overrides)
+    return str(raised.value)
+
+
+def test_constants_are_read_from_prepare_py(tmp_path) -> None:
+    task = make_task(tmp_path / "task")
+
+    loaded = load_task(task)
+    settings = resolve_settings(loaded)
+
+    assert loaded.prepare_constants == {
+        "METRIC": "val_loss",
+        "DIRECTION": "minimize",
+        "TIME_BUDGET": 300,
+    }
+    assert settings.metric == "val_loss"
+    assert settings.direction is Direction.MINIMIZE
+    assert settings.time_budget == 300.0
+    assert settings.timeout == 2 * 300 + 60
+    assert settings.protected is True
+    assert isinstance(settings.agent, MutateAgentConfig)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("TIME_BUDGET = 5 * 60", 300),
+        ("TIME_BUDGET = 90", 90),
+        ("TIME_BUDGET = 2.5", 2.5),
+        ("TIME_BUDGET: int = 600", 600),
+        ("TIME_BUDGET = 10 * 60 + 30", 630),
+        ("TIME_BUDGET = (20 - 5) * 2", 30),
+        ("TIME_BUDGET = 3600 / 4", 900.0),
+    ],
+)
+def test_time_budget_may_be_plain_arithmetic(tmp_path, line, expected) -> None:
+    prepare = f'METRIC = "loss"\nDIRECTION = "maximize"\n{line}\n'
+    task = make_task(tmp_path / "task", prepare=prepare)
+
+    settings = settings_of(task)
+
+    assert load_task(task).prepare_constants["TIME_BUDGET"] == expected
+    assert settings.time_budget == float(expected)
+    assert settings.timeout == 2 * float(expected) + 60
+    assert settings.direction is Direction.MAXIMIZE
+
+
+def test_timeout_in_prepare_py_replaces_the_default(tmp_path) -> None:
+    prepare = 'METRIC = "loss"\nDIRECTION = "minimize"\nTIME_BUDGET = 60\nTIMEOUT = 100\n'
+    task = make_task(tmp_path / "task", prepare=prepare)
+
+    assert settings_of(task).timeout == 100.0
+
+
+def test_without_any_time_budget_the_default_is_five_minutes(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare='METRIC = "loss"\nDIRECTION = "minimize"\n')
+
+    settings = settings_of(task)
+
+    assert settings.time_budget == 300.0
+    assert settings.timeout == 660.0
+
+
+def test_overnight_toml_wins_over_prepare_py(tmp_path) -> None:
+    toml = 'metric = "accuracy"\ndirection = "maximize"\ntime_budget = 120\n'
+    task = make_task(tmp_path / "task", toml=toml)
+
+    settings = settings_of(task)
+
+    assert settings.metric == "accuracy"
+    assert settings.direction is Direction.MAXIMIZE
+    assert settings.time_budget == 120.0
+    assert settings.timeout == 2 * 120 + 60
+
+
+def test_overrides_win_over_overnight_toml_and_prepare_py(tmp_path) -> None:
+    toml = 'metric = "accuracy"\ndirection = "maximize"\ntime_budget = 120\ntimeout = 500\n'
+    task = make_task(tmp_path / "task", toml=toml)
+    overrides = {
+        "metric": "f1",
+        "direction": "minimize",
+        "time_budget": 30,
+        "timeout": 45,
+        "seed": 7,
+        "image": "my/image:1",
+    }
+
+    settings = settings_of(task, overrides)
+
+    assert settings.metric == "f1"
+    assert settings.direction is Direction.MINIMIZE
+    assert settings.time_budget == 30.0
+    assert settings.timeout == 45.0
+    assert settings.agent == MutateAgentConfig(seed=7)
+    assert settings.image == "my/image:1"
+
+
+def test_a_seed_in_overnight_toml_is_kept_and_the_cli_seed_wins(tmp_path) -> None:
+    task = make_task(tmp_path / "task", toml='[agent]\nprovider = "mutate"\nseed = 3\n')
+
+    assert settings_of(task).agent == MutateAgentConfig(seed=3)
+    assert settings_of(task, {"seed": 11}).agent == MutateAgentConfig(seed=11)
+
+
+def test_a_replay_script_override_switches_the_agent(tmp_path) -> None:
+    task = make_task(tmp_path / "task")
+    script = tmp_path / "night.jsonl"
+
+    settings = settings_of(task, {"provider": "replay", "script": script})
+
+    assert settings.agent == ReplayAgentConfig(provider="replay", script=script)
+
+
+def test_overrides_left_as_none_do_not_hide_the_config(tmp_path) -> None:
+    task = make_task(tmp_path / "task", toml='metric = "accuracy"\n')
+
+    settings = settings_of(task, {"metric": None, "time_budget": None, "image": None})
+
+    assert settings.metric == "accuracy"
+    assert settings.time_budget == 300.0
+    assert settings.image is None
+
+
+def test_a_time_budget_override_moves_the_default_timeout(tmp_path) -> None:
+    task = make_task(tmp_path / "task")
+
+    assert settings_of(task, {"time_budget": 10}).timeout == 80.0
+
+
+def test_missing_metric_names_the_file_and_the_fix(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare='DIRECTION = "minimize"\nTIME_BUDGET = 60\n')
+
+    message = problem_of(task)
+
+    assert str(task / "prepare.py") in message
+    assert 'METRIC = "val_loss"' in message
+    assert "overnight.toml" in message
+
+
+@pytest.mark.parametrize("value", ['"down"', '"Minimize"', '""', "1", "None"])
+def test_bad_direction_names_the_file_and_the_fix(tmp_path, value) -> None:
+    task = make_task(tmp_path / "task", prepare=f'METRIC = "loss"\nDIRECTION = {value}\n')
+
+    message = problem_of(task)
+
+    assert str(task / "prepare.py") in message
+    assert '"minimize" or "maximize"' in message
+    assert "direction in overnight.toml" in message
+
+
+def test_missing_direction_is_a_problem_too(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare='METRIC = "loss"\n')
+
+    message = problem_of(task)
+
+    assert str(task / "prepare.py") in message
+    assert "DIRECTION" in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare="TIME_BUDGET = -5\n")
+
+    lines = problem_of(task).splitlines()
+
+    assert len(lines) == 3
+    assert any("metric" in line for line in lines)
+    assert any("DIRECTION" in line for line in lines)
+    assert any("TIME_BUDGET must be a positive number" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("toml", "where", "known"),
+    [
+        ('metrik = "loss"\n', "metrik", "metric"),
+        ('[sandbox]\nmemroy = "1g"\n', "sandbox.memroy", "memory"),
+        ("[edit]\nmax_call = 3\n", "edit.max_call", "max_calls"),
+        ('[agent]\nprovider = "mutate"\nsed = 1\n', "sed", "seed"),
+    ],
+    ids=["top", "sandbox", "edit", "agent"],
+)
+def test_an_unknown_key_in_overnight_toml_is_named(tmp_path, toml, where, known) -> None:
+    task = make_task(tmp_path / "task", toml=toml)
+
+    message = problem_of(task)
+
+    assert str(task / "overnight.toml") in message
+    assert where in message
+    assert "remove it" in message
+    known_keys = message.split("known keys: ", 1)[1].rstrip(")").split(", ")
+    assert known in known_keys
+
+
+def test_invalid_toml_names_the_file(tmp_path) -> None:
+    task = make_task(tmp_path / "task", toml="metric = \n")
+
+    with pytest.raises(TaskError) as raised:
+        load_task(task)
+
+    assert str(task / "overnight.toml") in str(raised.value)
+    assert "not valid TOML" in str(raised.value)
+
+
+def test_a_non_literal_constant_is_reported(tmp_path) -> None:
+    prepare = 'def compute():\n    return "loss"\n\n\nMETRIC = compute()\nDIRECTION = "minimize"\n'
+    task = make_task(tmp_path / "task", prepare=prepare)
+
+    assert load_task(task).prepare_constants["METRIC"] == NotLiteral("compute()")
+    message = problem_of(task)
+    assert str(task / "prepare.py") in message
+    assert "METRIC = compute() is not a literal" in message
+    assert "metric in overnight.toml" in message
+
+
+def test_a_non_literal_constant_is_fine_when_overnight_toml_sets_it(tmp_path) -> None:
+    prepare = 'import os\n\nMETRIC = os.environ["METRIC"]\nDIRECTION = "minimize"\n'
+    task = make_task(tmp_path / "task", prepare=prepare, toml='metric = "loss"\n')
+
+    assert settings_of(task).metric == "loss"
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        (("train.py",), ("program.md", "prepare.py")),
+        (("program.md", "train.py"), ("prepare.py",)),
+        (("program.md", "prepare.py"), ("train.py",)),
+        ((), ("program.md", "train.py", "prepare.py")),
+    ],
+)
+def test_missing_task_files_are_listed(tmp_path, present, missing) -> None:
+    folder = tmp_path / "task"
+    make_task(
+        folder,
+        prepare=PREPARE if "prepare.py" in present else None,
+        train=TRAIN if "train.py" in present else None,
+        program=PROGRAM if "program.md" in present else None,
+    )
+
+    with pytest.raises(TaskError) as raised:
+        load_task(folder)
+
+    missing_part = str(raised.value).split("missing ", 1)[1].split(";", 1)[0]
+    assert missing_part.split(", ") == list(missing)
+    assert str(folder) in str(raised.value)
+
+
+def test_a_path_that_is_not_a_folder_is_refused(tmp_path) -> None:
+    not_a_folder = tmp_path / "train.py"
+    not_a_folder.write_text(TRAIN)
+
+    with pytest.raises(TaskError) as raised:
+        load_task(not_a_folder)
+
+    assert "not a folder" in str(raised.value)
+
+
+def test_a_syntax_error_in_train_py_names_the_file_and_line(tmp_path) -> None:
+    task = make_task(tmp_path / "task", train="import math\n\ndef f(:\n    pass\n")
+
+    with pytest.raises(TaskError) as raised:
+        load_task(task)
+
+    assert f"{task / 'train.py'}:3:" in str(raised.value)
+    assert "syntax error" in str(raised.value)
+
+
+def test_a_syntax_error_in_prepare_py_names_the_file_and_line(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare='METRIC = "loss"\nDIRECTION = (\n')
+
+    with pytest.raises(TaskError) as raised:
+        load_task(task)
+
+    assert f"{task / 'prepare.py'}:" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("tail", "protected"),
+    [
+        ("def evaluate(output_dir):\n    return {}\n", True),
+        ("def evaluate(output_dir, extra=None):\n    return {}\n", True),
+        ("", False),
+        ("def evaluate_model(output_dir):\n    return {}\n", False),
+        ("evaluate = lambda output_dir: {}\n", False),
+        ("class Scorer:\n    def evaluate(self, output_dir):\n        return {}\n", False),
+        ("def outer():\n    def evaluate(output_dir):\n        return {}\n", False),
+        ("if True:\n    def evaluate(output_dir):\n        return {}\n", False),
+        ('"""def evaluate(output_dir): no, only a docstring"""\n', False),
+        ("# def evaluate(output_dir):\n", False),
+    ],
+    ids=[
+        "top-level",
+        "extra-args",
+        "absent",
+        "other-name",
+        "lambda",
+        "method",
+        "nested",
+        "under-if",
+        "in-string",
+        "in-comment",
+    ],
+)
+def test_protected_exactly_when_prepare_py_defines_evaluate(tmp_path, tail, protected) -> None:
+    prepare = f'METRIC = "loss"\nDIRECTION = "minimize"\n\n\n{tail}'
+    task = make_task(tmp_path / "task", prepare=prepare)
+
+    assert load_task(task).has_evaluate is protected
+    assert settings_of(task).protected is protected
+
+
+def test_load_task_never_runs_prepare_py_or_train_py(tmp_path) -> None:
+    ran_prepare, ran_train, ran_compute = (
+        tmp_path / "ran-prepare",
+        tmp_path / "ran-train",
+        tmp_path / "ran-compute",
+    )
+    prepare = f"""import pathlib
+
+pathlib.Path({str(ran_prepare)!r}).write_text("ran")
+
+
+def compute():
+    pathlib.Path({str(ran_compute)!r}).write_text("ran")
+    return 60
+
+
+METRIC = "loss"
+DIRECTION = "minimize"
+TIME_BUDGET = compute()
+
+
+def evaluate(output_dir):
+    return {{"loss": 1.0}}
+"""
+    train = f'import pathlib\n\npathlib.Path({str(ran_train)!r}).write_text("ran")\n'
+    task = make_task(tmp_path / "task", prepare=prepare, train=train, toml="time_budget = 60\n")
+
+    loaded = load_task(task)
+    settings = resolve_settings(loaded)
+
+    assert settings.time_budget == 60.0
+    assert loaded.prepare_constants["TIME_BUDGET"] == NotLiteral("compute()")
+    assert not ran_prepare.exists()
+    assert not ran_train.exists()
+    assert not ran_compute.exists()
+
+    # The traps are armed: running the files does leave the markers.
+    for name in ("prepare.py", "train.py"):
+        subprocess.run([sys.executable, name], cwd=task, check=True, capture_output=True)
+    assert ran_prepare.exists()
+    assert ran_train.exists()
+    assert ran_compute.exists()
+
+
+def test_the_task_keeps_the_texts_it_read(tmp_path) -> None:
+    task = make_task(tmp_path / "task")
+
+    loaded = load_task(task)
+
+    assert loaded.root == task.resolve()
+    assert loaded.program == PROGRAM
+    assert loaded.train_source == TRAIN
+    assert loaded.prepare_source == PREPARE
+    assert loaded.has_dockerfile is False
+    assert loaded.toml == {}
