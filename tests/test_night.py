@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import (
@@ -351,3 +355,86 @@ def test_validate_says_what_a_run_would_do(tmp_path, capsys, docker_client):
     assert "hard timeout: 62s" in out
     assert "ok: ready to run" in out
     assert not (task / ".overnight").exists()
+
+
+def test_repository_hooks_never_run(tmp_path, capsys, no_leftover_containers):
+    task = value_task(tmp_path)
+    marker = tmp_path / "hook-ran"
+    hooks = task / ".git" / "hooks"
+    for hook in (
+        "pre-commit",
+        "commit-msg",
+        "post-commit",
+        "post-checkout",
+        "reference-transaction",
+    ):
+        (hooks / hook).write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
+        (hooks / hook).chmod(0o755)
+    script = write_script(
+        tmp_path / "s.jsonl",
+        [
+            {"description": "keep", "calls": [replace_value("VALUE = 1.0")]},
+            {
+                "description": "discard",
+                "calls": [
+                    {"command": "str_replace", "old_str": "VALUE = 1.0", "new_str": "VALUE = 8.0"}
+                ],
+            },
+        ],
+    )
+    code, out = run_cli(
+        "run",
+        str(task),
+        "--tag",
+        "h",
+        "--provider",
+        "replay",
+        "--script",
+        str(script),
+        capsys=capsys,
+    )
+    assert code == 0, out
+    assert [r.status.value for r in results(task, "h")] == ["keep", "keep", "discard"]
+    assert not marker.exists()
+
+
+def test_ctrl_c_during_training_leaves_the_branch_at_the_best_commit_and_no_container(
+    tmp_path, docker_client
+):
+    task = value_task(tmp_path)
+    hang = {"command": "insert", "insert_line": 0, "new_str": "import time\ntime.sleep(600)"}
+    script = write_script(tmp_path / "s.jsonl", [{"description": "hang", "calls": [hang]}])
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(task),
+        "--tag",
+        "int",
+        "--provider",
+        "replay",
+        "--script",
+        str(script),
+    ]
+    night = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    label = f"org.overnight.pid={night.pid}"
+    deadline = time.monotonic() + 60
+    # The baseline runs first; then the hanging candidate is committed (its diff written) and started.
+    while not (task / ".overnight/int/experiments/0001/diff.patch").exists():
+        assert time.monotonic() < deadline and night.poll() is None, "the candidate never started"
+        time.sleep(0.2)
+    training = {"label": [label, "org.overnight.purpose=train"]}
+    while not docker_client.containers.list(filters=training):
+        assert time.monotonic() < deadline, "no training container for the candidate"
+        time.sleep(0.1)
+    night.send_signal(signal.SIGINT)
+    out, _ = night.communicate(timeout=60)
+    assert night.returncode == 130, out
+    assert "interrupted" in out and "Run again to continue" in out
+    assert docker_client.containers.list(all=True, filters={"label": [label]}) == []
+    baseline = results(task, "int")[0]
+    assert [r.experiment for r in results(task, "int")] == [0]
+    assert git(task, "rev-parse", "--short=7", "overnight/int") == baseline.commit
+    assert "refs/overnight/int/discarded/1" in git(task, "for-each-ref", "--format=%(refname)")
+    assert any(e["event"] == "interrupted" for e in events(task, "int"))
