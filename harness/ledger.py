@@ -15,7 +15,16 @@ from typing import Any
 
 from harness.seams import ExperimentRecord, Verdict
 
-HEADER = ("experiment", "commit", "metric", "memory_gb", "status", "seconds", "description")
+HEADER = (
+    "experiment",
+    "commit",
+    "metric",
+    "memory_gb",
+    "status",
+    "seconds",
+    "cost_usd",
+    "description",
+)
 STATE_DIR = ".overnight"
 
 
@@ -92,6 +101,7 @@ def format_row(row: ExperimentRecord) -> str:
         f"{row.memory_gb:.1f}",
         row.status.value,
         f"{row.seconds:.1f}",
+        f"{row.cost_usd:.4f}",
         description,
     )
     return "\t".join(fields) + "\n"
@@ -101,31 +111,34 @@ def read_rows(path: Path) -> list[ExperimentRecord]:
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")[1:-1]  # the part after the last newline is torn or empty
+    header, *lines = text.split("\n")[:-1]  # the part after the last newline is torn or empty
+    columns = header.split("\t")
     rows = []
     for line in lines:
-        parsed = _parse_row(line)
+        parsed = _parse_row(columns, line)
         if parsed is not None:
             rows.append(parsed)
     return rows
 
 
-def _parse_row(line: str) -> ExperimentRecord | None:
-    fields = line.split("\t")
-    if len(fields) != len(HEADER):
+def _parse_row(columns: list[str], line: str) -> ExperimentRecord | None:
+    values = line.split("\t")
+    if len(values) != len(columns):
         return None
+    field = dict(zip(columns, values, strict=True))
     try:
-        metric = float(fields[2]) if fields[2] else None
+        metric = float(field["metric"]) if field["metric"] else None
         return ExperimentRecord(
-            experiment=int(fields[0]),
-            commit=fields[1],
+            experiment=int(field["experiment"]),
+            commit=field["commit"],
             metric=metric if metric is None or math.isfinite(metric) else None,
-            memory_gb=float(fields[3]),
-            status=Verdict(fields[4]),
-            seconds=float(fields[5]),
-            description=fields[6],
+            memory_gb=float(field["memory_gb"]),
+            status=Verdict(field["status"]),
+            seconds=float(field["seconds"]),
+            cost_usd=float(field.get("cost_usd") or 0.0),
+            description=field["description"],
         )
-    except ValueError:
+    except (KeyError, ValueError):
         return None
 
 

@@ -9,7 +9,7 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,7 +22,15 @@ from harness.experiment import Experimenter, Measurement
 from harness.gitops import RepoPlace, Worktree, locate_repo, uncommitted_task_files
 from harness.ledger import RunDir
 from harness.live import View
-from harness.seams import Agent, ExperimentRecord, ProposalContext, Verdict
+from harness.seams import (
+    Agent,
+    ExperimentRecord,
+    Proposal,
+    ProposalContext,
+    StopNight,
+    Usage,
+    Verdict,
+)
 from harness.task import Task, load_task
 
 
@@ -106,6 +114,7 @@ class Night:
         self.view = view
         self.rows = run_dir.rows()
         self.best_commit = ""
+        self.usage = Usage()  # of the proposal being run
 
     @property
     def best(self) -> ExperimentRecord | None:
@@ -130,8 +139,9 @@ class Night:
                 if left < max(longest, 1.0):
                     return f"reached --max-hours {max_hours:g}"
             begun = time.monotonic()
-            if not self._experiment(self.rows[-1].experiment + 1):
-                return "the agent has no more proposals"
+            stop = self._experiment(self.rows[-1].experiment + 1)
+            if stop:
+                return stop
             longest = max(longest, time.monotonic() - begun)
 
     def _reconcile(self) -> None:
@@ -166,7 +176,8 @@ class Night:
         self.best_commit = self.worktree.head()
         self._record(0, self.best_commit, measurement, verdict, "baseline")
 
-    def _experiment(self, number: int) -> bool:
+    def _experiment(self, number: int) -> str | None:
+        """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
         best = self.best
         assert best is not None
         base_source = self.worktree.read_train()
@@ -174,51 +185,59 @@ class Night:
         editor = TrainEditor(
             base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
         )
-        proposal = self.agent.propose(self._context(number, base_source), editor)
+        try:
+            proposal = self.agent.propose(self._context(number, base_source), editor)
+        except StopNight as stop:
+            self.run_dir.event("stop", experiment=number, reason=str(stop))
+            return str(stop)
         if proposal is None:
-            return False
-        description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
-        calls = [
-            {"input": o.call.input, "output": o.output, "is_error": o.is_error}
-            for o in editor.outcomes
-        ]
-        self.run_dir.write_artifact(
-            number,
-            "transcript.json",
-            json.dumps(
-                {
-                    "description": proposal.description,
-                    "calls": calls,
-                    "messages": proposal.transcript,
-                },
-                indent=1,
-            ),
-        )
-        self.run_dir.event("proposal", experiment=number, description=description, calls=calls)
+            return "the agent has no more proposals"
+        self.usage = proposal.usage
+        description = self._log_proposal(number, proposal, editor)
         problem = _unrunnable(base_source, editor.source)
         if problem:
             self._skip(number, description, problem)
-            return True
+            return None
         commit = self.worktree.commit_candidate(editor.source, description)
-        self.run_dir.write_artifact(
-            number, "diff.patch", self.worktree.diff(self.best_commit, commit)
-        )
+        diff = self.worktree.diff(self.best_commit, commit)
+        self.run_dir.write_artifact(number, "diff.patch", diff)
         try:
             measurement = self._measure(number, editor.source)
         except BaseException:
-            # Interrupted (Ctrl-C) or a fault of the harness: never leave a candidate as the branch head.
+            # Interrupted (Ctrl-C) or a fault of the harness: never leave a candidate as the head.
             self.worktree.discard(commit, self.best_commit, number)
             self.run_dir.event("interrupted", experiment=number, commit=commit)
             raise
-        verdict = decide(
-            measurement.train.status, measurement.metric, best.metric, self.settings.direction
-        )
+        status, metric = measurement.train.status, measurement.metric
+        verdict = decide(status, metric, best.metric, self.settings.direction)
         if verdict is Verdict.KEEP:
             self.best_commit = commit
         else:
             self.worktree.discard(commit, self.best_commit, number)
         self._record(number, commit, measurement, verdict, description)
-        return True
+        return None
+
+    def _log_proposal(self, number: int, proposal: Proposal, editor: TrainEditor) -> str:
+        """Write the transcript and the proposal event; returns the one-line description."""
+        description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
+        calls = [
+            {"input": o.call.input, "output": o.output, "is_error": o.is_error}
+            for o in editor.outcomes
+        ]
+        transcript = {
+            "description": proposal.description,
+            "calls": calls,
+            "messages": proposal.transcript,
+        }
+        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
+        self.run_dir.event(
+            "proposal",
+            experiment=number,
+            description=description,
+            calls=calls,
+            usage=asdict(proposal.usage),
+        )
+        return description
 
     def _context(self, number: int, source: str) -> ProposalContext:
         return ProposalContext(
@@ -272,6 +291,7 @@ class Night:
             description=description,
             seconds=seconds,
             memory_gb=measurement.train.peak_memory_bytes / 1024**3,
+            cost_usd=self.usage.cost_usd,
         )
         self.run_dir.record(row)
         self.run_dir.event(
@@ -286,7 +306,14 @@ class Night:
         self.view.result(row, self.best)
 
     def _skip(self, number: int, description: str, problem: str) -> None:
-        row = ExperimentRecord(number, "-", None, Verdict.SKIPPED, f"{description} [{problem}]")
+        row = ExperimentRecord(
+            number,
+            "-",
+            None,
+            Verdict.SKIPPED,
+            f"{description} [{problem}]",
+            cost_usd=self.usage.cost_usd,
+        )
         self.run_dir.record(row)
         self.run_dir.event("decision", experiment=number, status="skipped", reason=problem)
         self.rows.append(row)

@@ -104,6 +104,7 @@ class ExperimentRecord:
     description: str
     seconds: float = 0.0
     memory_gb: float = 0.0
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,26 @@ class ProposalContext:
     best: ExperimentRecord | None
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What model calls cost: tokens and dollars (all zero for offline agents)."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
 @dataclass
 class Proposal:
     """An agent's finished proposal. The editor keeps the tool calls; `transcript` holds the
@@ -127,6 +148,14 @@ class Proposal:
 
     description: str
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+class StopNight(Exception):
+    """Ends the night cleanly before the next experiment (a spend budget reached, say).
+
+    The message is the stop reason shown to the user; nothing is committed or discarded for it.
+    """
 
 
 class Editor(Protocol):

@@ -12,7 +12,7 @@ import pytest
 from harness.ledger import RunDir, format_row, read_rows
 from harness.seams import ExperimentRecord, Verdict
 
-HEADER_LINE = "experiment\tcommit\tmetric\tmemory_gb\tstatus\tseconds\tdescription\n"
+HEADER_LINE = "experiment\tcommit\tmetric\tmemory_gb\tstatus\tseconds\tcost_usd\tdescription\n"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 ROWS = [
@@ -78,7 +78,7 @@ def test_recorded_rows_read_back_equal(tmp_path) -> None:
     assert read_rows(run.results)[0].commit == "0123456"
     lines = run.results.read_text().splitlines()
     assert len(lines) == 1 + len(ROWS)
-    assert lines[1] == "0\t0123456\t0.523\t0.5\tkeep\t12.3\tbaseline"
+    assert lines[1] == "0\t0123456\t0.523\t0.5\tkeep\t12.3\t0.0000\tbaseline"
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,13 @@ def test_artifacts_go_in_the_experiment_folder(tmp_path) -> None:
     assert (
         tmp_path / ".overnight" / "night-1" / "experiments" / "0007" / "output.txt"
     ).read_text() == ("loss: 0.5\n")
+
+
+def test_a_ledger_written_before_the_cost_column_still_reads(tmp_path) -> None:
+    path = tmp_path / "results.tsv"
+    path.write_text(
+        "experiment\tcommit\tmetric\tmemory_gb\tstatus\tseconds\tdescription\n"
+        "0\tabcdef1\t1.5\t0.1\tkeep\t2.0\tbaseline\n"
+    )
+    [row] = read_rows(path)
+    assert (row.experiment, row.metric, row.cost_usd, row.description) == (0, 1.5, 0.0, "baseline")

@@ -68,7 +68,7 @@ def test_mutate_beats_the_quickstart_baseline_within_ten_experiments(
     assert keeps, "the mutate agent never beat the baseline"
     assert keeps[-1].metric < rows[0].metric
     header = (task / ".overnight/t/results.tsv").read_text().splitlines()[0]
-    assert header == "experiment\tcommit\tmetric\tmemory_gb\tstatus\tseconds\tdescription"
+    assert header == "experiment\tcommit\tmetric\tmemory_gb\tstatus\tseconds\tcost_usd\tdescription"
     # Every kept commit on the branch touches train.py and nothing else.
     kept = git(task, "rev-list", f"{rows[0].commit}..overnight/t").split()
     assert len(kept) == len(keeps)
