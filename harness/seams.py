@@ -119,6 +119,10 @@ class ProposalContext:
     direction: Direction
     history: list[ExperimentRecord]
     best: ExperimentRecord | None
+    # The end of the output of the latest failed experiments (crash, timeout, invalid), by number.
+    output_tails: dict[int, str] = field(default_factory=dict)
+    # `git diff` of train.py from the baseline to the best (empty while the baseline is the best).
+    best_diff: str = ""
 
 
 @dataclass(frozen=True)
