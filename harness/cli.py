@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-hours", type=float, help="stop before an experiment that would end after H hours"
     )
+    run.add_argument(
+        "--until", metavar="HH:MM", help="stop before an experiment that would end after this time"
+    )
+    run.add_argument(
+        "--max-consecutive-crashes", type=int, metavar="K",
+        help="stop after K crashes or timeouts in a row (default 10; 0: never)",
+    )
     run.add_argument("--metric", help="metric name (overrides overnight.toml and prepare.py)")
     run.add_argument("--direction", choices=["minimize", "maximize"])
     run.add_argument("--time-budget", type=float, help="seconds the training may use")
@@ -74,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "overnight: interrupted; the branch is at the best commit. Run again to continue.",
+            "overnight: aborted; the branch is at the best commit and no container is left. "
+            "Run the same tag again to continue.",
             file=sys.stderr,
         )
         return 130
@@ -115,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         "script": args.script.resolve() if args.script else None,
         "seed": args.seed,
     }
-    for name in ("max_experiments", "max_hours"):
+    for name in ("max_experiments", "max_hours", "max_consecutive_crashes"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise TaskError(f"--{name.replace('_', '-')} must be 0 or more")
@@ -128,6 +136,8 @@ def _run(args: argparse.Namespace) -> int:
                 overrides=overrides,
                 max_experiments=args.max_experiments,
                 max_hours=args.max_hours,
+                until=args.until,
+                max_consecutive_crashes=args.max_consecutive_crashes,
             ),
             view,
         )
@@ -141,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             f"branch overnight/{summary.tag}"
         )
     print(f"results: {summary.run_dir / 'results.tsv'}")
-    return 0
+    return 3 if summary.failed else 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ class SandboxConfig(Strict):
     output_cap: str = Field("1m", description="How much of a step's output tail is kept.")
     setup_timeout: float = Field(1800.0, description="Seconds `python prepare.py` may take.")
     eval_timeout: float = Field(600.0, description="Seconds `evaluate(output_dir)` may take.")
+    api_timeout: float = Field(
+        60.0, description="Seconds any one call to the Docker engine may take before it counts as hung."
+    )
 
     @field_validator("memory", "tmpfs", "output_cap")
     @classmethod
@@ -79,6 +82,24 @@ class EditConfig(Strict):
     max_bytes: int = Field(1_000_000, description="Largest `train.py` the edit tool will write.")
 
 
+class NightConfig(Strict):
+    max_consecutive_crashes: int = Field(
+        10, description="Stop after this many crashes or timeouts in a row (0: never)."
+    )
+    min_free_disk: str = Field("1g", description="Pause before an experiment when less is free.")
+    max_pause_minutes: float = Field(
+        60.0, description="Longest pause on an infrastructure fault before the night stops."
+    )
+    pause_first_delay: float = Field(5.0, description="Seconds before the first retry.")
+    pause_max_delay: float = Field(300.0, description="Longest wait between two retries.")
+
+    @field_validator("min_free_disk")
+    @classmethod
+    def _is_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+
 class TaskConfig(Strict):
     """The keys of `overnight.toml`."""
 
@@ -89,6 +110,7 @@ class TaskConfig(Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     agent: AgentConfig = Field(default_factory=MutateAgentConfig)
     edit: EditConfig = Field(default_factory=EditConfig)
+    night: NightConfig = Field(default_factory=NightConfig)
 
 
 class Settings(Strict):
@@ -103,6 +125,7 @@ class Settings(Strict):
     sandbox: SandboxConfig
     agent: AgentConfig
     edit: EditConfig
+    night: NightConfig
 
 
 def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Settings:
@@ -158,6 +181,7 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
         sandbox=config.sandbox,
         agent=agent,
         edit=config.edit,
+        night=config.night,
     )
 
 

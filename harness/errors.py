@@ -11,3 +11,8 @@ class TaskError(OvernightError):
 
 class GitError(OvernightError):
     """The repository is not in a state overnight can work in."""
+
+
+class InfrastructureFault(OvernightError):
+    """The harness's world failed (engine gone, a Docker call hanging, disk full): not the idea's
+    fault. The night pauses and retries; nothing is committed, discarded or recorded for it."""

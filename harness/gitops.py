@@ -15,7 +15,13 @@ from pathlib import Path
 from harness.errors import GitError
 from harness.task import CONFIG, DOCKERFILE, TASK_FILES
 
-_SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false")
+_SAFE = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "commit.gpgsign=false",
+    # Objects and refs reach the disk before git says a commit or reset is done.
+    "-c", "core.fsync=committed",
+    "-c", "core.fsyncMethod=fsync",
+)
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "overnight",
     "GIT_AUTHOR_EMAIL": "overnight@localhost",
@@ -137,6 +143,32 @@ class Worktree:
         """The full id of a (possibly abbreviated) commit."""
         return _git(self.path, "rev-parse", "--verify", "-q", f"{commit}^{{commit}}")
 
+    def is_dirty(self) -> bool:
+        return bool(_git(self.path, "status", "--porcelain", "--untracked-files=no"))
+
+    def clear_stale_locks(self) -> list[Path]:
+        """Remove git lock files left by a process that died mid-command (no process holds them)."""
+        candidates = [
+            Path(_git(self.path, "rev-parse", "--path-format=absolute", "--git-path", name))
+            for name in ("index.lock", "HEAD.lock", f"refs/heads/{self.branch}.lock")
+        ]
+        removed = []
+        for lock in candidates:
+            if lock.exists() and not _held_open(lock):
+                lock.unlink()
+                removed.append(lock)
+        return removed
+
+    def check_integrity(self) -> None:
+        """After an unclean stop: refuse to build on a damaged repository."""
+        try:
+            _git(self.path, "fsck", "--connectivity-only", "--no-progress", "--no-dangling")
+        except GitError as err:
+            raise GitError(
+                f"{self.place.top}: `git fsck` found problems after the last run stopped uncleanly "
+                f"({err}); repair the repository before resuming"
+            ) from err
+
     def head(self) -> str:
         return _git(self.path, "rev-parse", "HEAD")
 
@@ -183,3 +215,16 @@ class Worktree:
     def files_changed(self, commit: str) -> list[str]:
         out = _git(self.path, "diff-tree", "--no-commit-id", "--name-only", "-r", commit)
         return out.splitlines()
+
+
+def _held_open(path: Path) -> bool:
+    """Whether any process on this machine has the file open (Linux: /proc/*/fd)."""
+    target = str(path)
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                if os.readlink(fd) == target:
+                    return True
+        except OSError:
+            continue
+    return False

@@ -1,36 +1,32 @@
 """One night, wired: task -> config -> agent -> sandbox -> evaluator -> decision -> git -> ledger.
 
-The CLI parses arguments and calls `run_night`; everything a run does is visible from here.
+The CLI parses arguments and calls `run_night`; `harness/loop.py` holds the loop itself.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
+import datetime
 import json
+import logging
+import logging.handlers
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from harness.agents import make_agent
+from harness.budget import Budget, until_deadline
 from harness.config import Settings, parse_size, resolve_settings
-from harness.decision import decide
-from harness.edit_tool import TrainEditor
-from harness.errors import GitError, OvernightError, TaskError
-from harness.experiment import Experimenter, Measurement
+from harness.errors import GitError, InfrastructureFault, TaskError
 from harness.gitops import RepoPlace, Worktree, locate_repo, uncommitted_task_files
 from harness.ledger import RunDir
 from harness.live import View
-from harness.seams import (
-    Agent,
-    ExperimentRecord,
-    Proposal,
-    ProposalContext,
-    StopNight,
-    Usage,
-    Verdict,
-)
+from harness.loop import Night
+from harness.pauses import with_pauses
+from harness.runstate import RunLock, atomic_write, read_state, write_state
+from harness.seams import ExperimentRecord, StopNight, Verdict
 from harness.task import Task, load_task
 
 
@@ -41,6 +37,8 @@ class RunOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     max_experiments: int | None = None
     max_hours: float | None = None
+    until: str | None = None
+    max_consecutive_crashes: int | None = None
 
 
 @dataclass
@@ -49,6 +47,7 @@ class NightSummary:
     run_dir: Path
     stop_reason: str
     rows: list[ExperimentRecord]
+    failed: bool = False  # stopped by a fault (the engine stayed down, say), not by a budget
 
     @property
     def best(self) -> ExperimentRecord | None:
@@ -60,274 +59,133 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     task = load_task(options.task_dir)
     settings = resolve_settings(task, options.overrides)
     agent = make_agent(settings.agent)
-    from sandbox.docker_sandbox import DockerSandbox, Limits, connect, remove_leftovers
-    from sandbox.image import resolve_image
-
-    client = connect()
-    image = resolve_image(client, settings.image, task.root, task.has_dockerfile, log=view.message)
+    budget = _budget(options, settings)
+    client = _try_connect(settings)
+    image = _image(client, settings, task, view) if client is not None else None
     place = _clean_repo(task, view)
     run_dir = RunDir(task.root, options.tag)
     run_dir.create()
-    with _exclusive(run_dir):
-        _check_same_evaluator(run_dir, task, settings, image)
-        worktree = Worktree(place, options.tag, run_dir.worktree)
-        worktree.open()
-        remove_leftovers(client)
-        sandbox_limits = Limits(
-            memory_bytes=parse_size(settings.sandbox.memory),
-            cpus=settings.sandbox.cpus,
-            pids=settings.sandbox.pids,
-            tmpfs_bytes=parse_size(settings.sandbox.tmpfs),
-            output_cap_bytes=parse_size(settings.sandbox.output_cap),
-        )
-        sandbox = DockerSandbox(
-            sandbox_limits, run_id=f"{options.tag}-{os.getpid()}", client=client
-        )
-        experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache)
-        night = Night(task, settings, agent, experimenter, worktree, run_dir, view)
+    with RunLock(run_dir.root):
+        log = _harness_log(run_dir)
+        unclean = read_state(run_dir.root).get("state") in ("running", "paused")
+        write_state(run_dir.root, "running")
         try:
-            reason = night.run(options.max_experiments, options.max_hours)
-        finally:
-            remove_leftovers(client, run_id=sandbox.run_id)
+            if client is None:
+                client = _wait_for_engine(settings, run_dir, view)
+                image = _image(client, settings, task, view)
+            assert image is not None
+            reason = _run(task, settings, agent, client, image, place, run_dir, view, budget, unclean)
+        except StopNight as stop:
+            write_state(run_dir.root, "stopped", reason=str(stop))
+            log.info("stopped: %s", stop)
+            return NightSummary(options.tag, run_dir.root, str(stop), run_dir.rows(), failed=True)
+        except BaseException as err:
+            write_state(run_dir.root, "stopped", reason=f"{type(err).__name__}: {err}")
+            raise
+        write_state(run_dir.root, "finished", reason=reason)
+        log.info("finished: %s", reason)
     return NightSummary(options.tag, run_dir.root, reason, run_dir.rows())
 
 
-class Night:
-    """The loop over experiments, from the baseline until a budget ends."""
+def _run(task, settings, agent, client, image, place, run_dir, view, budget, unclean) -> str:
+    from sandbox.docker_sandbox import DockerSandbox, Limits, remove_leftovers
 
-    def __init__(
-        self,
-        task: Task,
-        settings: Settings,
-        agent: Agent,
-        experimenter: Experimenter,
-        worktree: Worktree,
-        run_dir: RunDir,
-        view: View,
-    ) -> None:
-        self.task = task
-        self.settings = settings
-        self.agent = agent
-        self.experimenter = experimenter
-        self.worktree = worktree
-        self.run_dir = run_dir
-        self.view = view
-        self.rows = run_dir.rows()
-        self.best_commit = ""
-        self.usage = Usage()  # of the proposal being run
+    _check_same_evaluator(run_dir, task, settings, image)
+    worktree = Worktree(place, run_dir.tag, run_dir.worktree)
+    worktree.open()
+    worktree.clear_stale_locks()
+    if unclean:
+        worktree.check_integrity()
+    remove_leftovers(client)
+    limits = Limits(
+        memory_bytes=parse_size(settings.sandbox.memory),
+        cpus=settings.sandbox.cpus,
+        pids=settings.sandbox.pids,
+        tmpfs_bytes=parse_size(settings.sandbox.tmpfs),
+        output_cap_bytes=parse_size(settings.sandbox.output_cap),
+    )
+    sandbox = DockerSandbox(
+        limits, run_id=f"{run_dir.tag}-{os.getpid()}", client=client,
+        api_timeout=settings.sandbox.api_timeout,
+    )
+    from harness.experiment import Experimenter
 
-    @property
-    def best(self) -> ExperimentRecord | None:
-        keeps = [r for r in self.rows if r.status is Verdict.KEEP]
-        return keeps[-1] if keeps else None
+    experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache)
+    night = Night(task, settings, agent, experimenter, worktree, run_dir, view, budget)
+    try:
+        return night.run()
+    finally:
+        # If the engine is gone, the next start removes what is left.
+        with contextlib.suppress(InfrastructureFault):
+            remove_leftovers(sandbox.client, run_id=sandbox.run_id)
 
-    def run(self, max_experiments: int | None, max_hours: float | None) -> str:
-        started = time.monotonic()
-        self.view.phase(0, "setup", self.settings.sandbox.setup_timeout)
-        if self.experimenter.setup():
-            self.run_dir.event("setup", prepare_sha256=self.task.prepare_hash)
-        self._reconcile()
-        if self.best is None:
-            self._baseline()
-        longest = 0.0
-        while True:
-            proposals = sum(1 for r in self.rows if r.experiment > 0)
-            if max_experiments is not None and proposals >= max_experiments:
-                return f"reached --max-experiments {max_experiments}"
-            if max_hours is not None:
-                left = max_hours * 3600 - (time.monotonic() - started)
-                if left < max(longest, 1.0):
-                    return f"reached --max-hours {max_hours:g}"
-            begun = time.monotonic()
-            stop = self._experiment(self.rows[-1].experiment + 1)
-            if stop:
-                return stop
-            longest = max(longest, time.monotonic() - begun)
 
-    def _reconcile(self) -> None:
-        """Bring the branch back to the best kept commit (after a crash or a kill mid-experiment)."""
-        best = self.best
-        if best is None:
-            return
-        self.best_commit = self.worktree.resolve(best.commit)
-        head = self.worktree.head()
-        if head != self.best_commit:
-            last = self.rows[-1].experiment
-            self.worktree.keep_ref(head, last + 1)
-            self.worktree.reset_to(self.best_commit)
-            self.run_dir.event("reconciled", head=head, best=self.best_commit)
-            self.view.message(
-                f"moved {self.worktree.branch} back to the best commit {self.best_commit[:7]}"
-            )
-
-    def _baseline(self) -> None:
-        self.view.phase(0, "baseline", self.settings.timeout)
-        source = self.worktree.read_train()
-        measurement = self._measure(0, source)
-        verdict = decide(
-            measurement.train.status, measurement.metric, None, self.settings.direction
-        )
-        if verdict is not Verdict.KEEP:
-            raise TaskError(
-                f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric "
-                f"({verdict.value}{': ' + measurement.note if measurement.note else ''}); fix it and run "
-                f"again. Output: {self.run_dir.experiment_dir(0) / 'output.txt'}"
-            )
-        self.best_commit = self.worktree.head()
-        self._record(0, self.best_commit, measurement, verdict, "baseline")
-
-    def _experiment(self, number: int) -> str | None:
-        """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
-        best = self.best
-        assert best is not None
-        base_source = self.worktree.read_train()
-        self.view.phase(number, "proposing")
-        editor = TrainEditor(
-            base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
-        )
+def _budget(options: RunOptions, settings: Settings) -> Budget:
+    deadline, flag = None, ""
+    if options.max_hours is not None:
+        deadline, flag = time.time() + options.max_hours * 3600, f"--max-hours {options.max_hours:g}"
+    if options.until is not None:
         try:
-            proposal = self.agent.propose(self._context(number, base_source), editor)
-        except StopNight as stop:
-            self.run_dir.event("stop", experiment=number, reason=str(stop))
-            return str(stop)
-        if proposal is None:
-            return "the agent has no more proposals"
-        self.usage = proposal.usage
-        description = self._log_proposal(number, proposal, editor)
-        problem = _unrunnable(base_source, editor.source)
-        if problem:
-            self._skip(number, description, problem)
-            return None
-        commit = self.worktree.commit_candidate(editor.source, description)
-        diff = self.worktree.diff(self.best_commit, commit)
-        self.run_dir.write_artifact(number, "diff.patch", diff)
-        try:
-            measurement = self._measure(number, editor.source)
-        except BaseException:
-            # Interrupted (Ctrl-C) or a fault of the harness: never leave a candidate as the head.
-            self.worktree.discard(commit, self.best_commit, number)
-            self.run_dir.event("interrupted", experiment=number, commit=commit)
-            raise
-        status, metric = measurement.train.status, measurement.metric
-        verdict = decide(status, metric, best.metric, self.settings.direction)
-        if verdict is Verdict.KEEP:
-            self.best_commit = commit
-        else:
-            self.worktree.discard(commit, self.best_commit, number)
-        self._record(number, commit, measurement, verdict, description)
+            moment = until_deadline(options.until, datetime.datetime.now())
+        except ValueError as err:
+            raise TaskError(str(err)) from None
+        if deadline is None or moment.timestamp() < deadline:
+            deadline, flag = moment.timestamp(), f"--until {options.until}"
+    crashes = options.max_consecutive_crashes
+    return Budget(
+        max_experiments=options.max_experiments,
+        deadline=deadline,
+        deadline_flag=flag,
+        max_consecutive_crashes=settings.night.max_consecutive_crashes if crashes is None else crashes,
+    )
+
+
+def _try_connect(settings: Settings):
+    """A client, or None when the engine is not reachable yet (the night then waits for it)."""
+    from sandbox.docker_sandbox import connect
+
+    try:
+        return connect(settings.sandbox.api_timeout)
+    except InfrastructureFault:
         return None
 
-    def _log_proposal(self, number: int, proposal: Proposal, editor: TrainEditor) -> str:
-        """Write the transcript and the proposal event; returns the one-line description."""
-        description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
-        calls = [
-            {"input": o.call.input, "output": o.output, "is_error": o.is_error}
-            for o in editor.outcomes
-        ]
-        transcript = {
-            "description": proposal.description,
-            "calls": calls,
-            "messages": proposal.transcript,
-        }
-        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
-        self.run_dir.event(
-            "proposal",
-            experiment=number,
-            description=description,
-            calls=calls,
-            usage=asdict(proposal.usage),
-        )
-        return description
 
-    def _context(self, number: int, source: str) -> ProposalContext:
-        return ProposalContext(
-            experiment=number,
-            program=self.task.program,
-            prepare_source=self.task.prepare_source,
-            train_source=source,
-            metric=self.settings.metric,
-            direction=self.settings.direction,
-            history=list(self.rows),
-            best=self.best,
-        )
+def _wait_for_engine(settings: Settings, run_dir: RunDir, view: View):
+    from harness.pauses import PausePolicy
+    from sandbox.docker_sandbox import connect
 
-    def _measure(self, number: int, source: str) -> Measurement:
-        self.view.phase(number, "training", self.settings.timeout)
-        measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
-        output = (
-            f"# train.py ({measurement.train.status.value}, exit {measurement.train.exit_code}, "
-            f"{measurement.train.wall_s:.1f}s)\n{measurement.train.output_tail}"
-        )
-        if measurement.evaluation is not None:
-            ev = measurement.evaluation
-            output += f"\n# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n{ev.output_tail}"
-        self.run_dir.write_artifact(number, "output.txt", output)
-        self.run_dir.event(
-            "run",
-            experiment=number,
-            train_status=measurement.train.status.value,
-            exit_code=measurement.train.exit_code,
-            train_seconds=measurement.train.wall_s,
-            eval_status=measurement.evaluation.status.value if measurement.evaluation else None,
-            metric=measurement.metric,
-            metrics=measurement.metrics,
-            note=measurement.note,
-            protected=self.settings.protected,
-            peak_memory_bytes=measurement.train.peak_memory_bytes,
-        )
-        return measurement
+    night = settings.night
+    policy = PausePolicy(night.pause_first_delay, night.pause_max_delay, night.max_pause_minutes * 60)
 
-    def _record(
-        self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
-    ) -> None:
-        seconds = measurement.train.wall_s + (
-            measurement.evaluation.wall_s if measurement.evaluation else 0
-        )
-        row = ExperimentRecord(
-            experiment=number,
-            commit=commit,
-            metric=measurement.metric,
-            status=verdict,
-            description=description,
-            seconds=seconds,
-            memory_gb=measurement.train.peak_memory_bytes / 1024**3,
-            cost_usd=self.usage.cost_usd,
-        )
-        self.run_dir.record(row)
-        self.run_dir.event(
-            "decision",
-            experiment=number,
-            commit=commit,
-            status=verdict.value,
-            metric=measurement.metric,
-            best_commit=self.best_commit,
-        )
-        self.rows.append(row)
-        self.view.result(row, self.best)
+    def on_pause(reason: str, delay: float) -> None:
+        run_dir.event("pause", reason=reason, retry_in_s=delay)
+        write_state(run_dir.root, "paused", reason=reason)
+        view.message(f"paused: {reason}; retrying in {delay:.0f}s")
 
-    def _skip(self, number: int, description: str, problem: str) -> None:
-        row = ExperimentRecord(
-            number,
-            "-",
-            None,
-            Verdict.SKIPPED,
-            f"{description} [{problem}]",
-            cost_usd=self.usage.cost_usd,
-        )
-        self.run_dir.record(row)
-        self.run_dir.event("decision", experiment=number, status="skipped", reason=problem)
-        self.rows.append(row)
-        self.view.result(row, self.best)
+    def on_resume(paused: float) -> None:
+        run_dir.event("resume", paused_s=paused)
+        write_state(run_dir.root, "running")
+
+    return with_pauses(lambda: connect(settings.sandbox.api_timeout), policy, on_pause, on_resume)
 
 
-def _unrunnable(base: str, source: str) -> str:
-    if source == base:
-        return "train.py unchanged"
-    try:
-        compile(source, "train.py", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as err:
-        return f"does not compile: {err}"
-    return ""
+def _image(client, settings: Settings, task: Task, view: View) -> str:
+    from sandbox.image import resolve_image
+
+    return resolve_image(client, settings.image, task.root, task.has_dockerfile, log=view.message)
+
+
+def _harness_log(run_dir: RunDir) -> logging.Logger:
+    """overnight.log in the run folder, rotated so it never fills the disk."""
+    log = logging.getLogger(f"overnight.{run_dir.tag}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    path = run_dir.root / "overnight.log"
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in log.handlers):
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=2)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
 
 
 def _clean_repo(task: Task, view: View) -> RepoPlace:
@@ -357,38 +215,4 @@ def _check_same_evaluator(run_dir: RunDir, task: Task, settings: Settings, image
                 f"{task.root / 'prepare.py'}: changed since tag {run_dir.tag!r} started, so its "
                 "metrics are not comparable; start a new tag with --tag"
             )
-    tmp = run_dir.config.with_suffix(".tmp")
-    tmp.write_text(json.dumps(resolved, indent=2) + "\n")
-    os.replace(tmp, run_dir.config)
-
-
-class _exclusive:
-    """One live run per tag: a lock file holding the owner's pid."""
-
-    def __init__(self, run_dir: RunDir) -> None:
-        self.path = run_dir.root / "lock"
-        self.handle: TextIO | None = None
-
-    def __enter__(self) -> None:
-        self.handle = handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            handle.close()
-            self.handle = None
-            raise OvernightError(
-                f"{self.path}: tag {self.path.parent.name!r} is already running (pid {owner}); "
-                "wait for it or use another --tag"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.seek(0)
-            self.handle.truncate()
-            self.handle.close()
+    atomic_write(run_dir.config, json.dumps(resolved, indent=2) + "\n")

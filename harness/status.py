@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 from collections import Counter
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from harness.errors import TaskError
 from harness.ledger import STATE_DIR, RunDir
+from harness.runstate import describe
 from harness.seams import ExperimentRecord, Verdict
 
 
@@ -37,7 +37,7 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
     return {
         "tag": tag,
         "folder": str(run_dir.root),
-        "alive": _alive(run_dir),
+        **describe(run_dir.root),
         "metric": settings.get("metric"),
         "direction": settings.get("direction"),
         "protected": settings.get("protected"),
@@ -60,24 +60,10 @@ def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
     }
 
 
-def _alive(run_dir: RunDir) -> bool:
-    """A run holds an exclusive lock on its lock file while it lives."""
-    lock = run_dir.root / "lock"
-    if not lock.exists():
-        return False
-    with open(lock) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
 def format_status(report: dict[str, Any]) -> str:
     best, base = report["best"], report["baseline"]
     lines = [
-        f"tag {report['tag']} ({'running' if report['alive'] else 'not running'}), "
+        f"tag {report['tag']} ({_state_line(report)}), "
         f"{report['experiments']} experiments, metric {report['metric']} ({report['direction']})"
         + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]"),
         "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
@@ -91,3 +77,8 @@ def format_status(report: dict[str, Any]) -> str:
         )
     lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
     return "\n".join(lines)
+
+
+def _state_line(report: dict[str, Any]) -> str:
+    reason = report.get("reason")
+    return f"{report['state']}: {reason}" if reason else report["state"]

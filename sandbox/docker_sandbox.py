@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.errors import OvernightError
+from harness.errors import InfrastructureFault, OvernightError
 from harness.seams import RunResult, RunSpec, RunStatus
 
 LABEL = "org.overnight"
@@ -24,6 +24,17 @@ NOBODY = "65534:65534"
 
 class SandboxError(OvernightError):
     """A fault of the engine or the image, not of the experiment."""
+
+
+class EngineUnavailable(SandboxError, InfrastructureFault):
+    """The engine is unreachable, restarting, or a call to it did not answer in time."""
+
+
+class ImageMissing(SandboxError, InfrastructureFault):
+    """The image went away in the middle of a night (someone removed it)."""
+
+
+INNER_GRACE_S = 5  # the in-container deadline trails the harness's own by this much
 
 
 @dataclass(frozen=True)
@@ -42,18 +53,49 @@ def container_user() -> str:
 
 
 class DockerSandbox:
-    def __init__(self, limits: Limits, run_id: str, client=None) -> None:
+    def __init__(self, limits: Limits, run_id: str, client=None, api_timeout: float = 60.0) -> None:
         self.limits = limits
         self.run_id = run_id
+        self.api_timeout = api_timeout
         self._client = client
+        self._inner_deadline: dict[str, bool] = {}
 
     @property
     def client(self):
         if self._client is None:
-            self._client = connect()
+            self._client = connect(self.api_timeout)
         return self._client
 
     def run(self, spec: RunSpec) -> RunResult:
+        """Run one container to its end; engine faults become EngineUnavailable."""
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            spec = self._with_inner_deadline(spec)
+            container = self._create(spec)
+            try:
+                return self._wait(container, spec)
+            finally:
+                _remove(container)
+        except (requests.exceptions.RequestException, docker.errors.APIError) as err:
+            self._client = None  # reconnect on the next call, the engine may have restarted
+            raise EngineUnavailable(f"the Docker engine did not answer: {err}") from err
+
+    def _with_inner_deadline(self, spec: RunSpec) -> RunSpec:
+        """Wrap the command in `timeout`, so the container dies on time even if the harness
+        itself is killed. Images without a `timeout` program run unwrapped."""
+        supported = self._inner_deadline.get(spec.image)
+        if supported is None:
+            probe = RunSpec(spec.image, ["timeout", "5", "true"], [], {}, timeout_s=30, purpose="probe")
+            supported = self._wait_for(probe).status is RunStatus.OK
+            self._inner_deadline[spec.image] = supported
+        if not supported:
+            return spec
+        seconds = str(int(spec.timeout_s) + INNER_GRACE_S)
+        return replace(spec, command=["timeout", "-s", "KILL", seconds, *spec.command])
+
+    def _wait_for(self, spec: RunSpec) -> RunResult:
         container = self._create(spec)
         try:
             return self._wait(container, spec)
@@ -100,11 +142,13 @@ class DockerSandbox:
                 detach=True,
             )
         except docker.errors.ImageNotFound as err:
-            raise SandboxError(
+            raise ImageMissing(
                 f"image {spec.image!r} is not on this machine: run `overnight image build` "
                 "or set image in the task's overnight.toml to one you have"
             ) from err
         except docker.errors.APIError as err:
+            if err.is_server_error():
+                raise
             raise SandboxError(f"the Docker engine refused the container: {err}") from err
 
     def _wait(self, container, spec: RunSpec) -> RunResult:
@@ -127,7 +171,9 @@ class DockerSandbox:
             try:
                 exit_code = int(container.wait(timeout=min(remaining, interval))["StatusCode"])
                 break
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            except requests.exceptions.ConnectionError as err:
+                if not _is_read_timeout(err):
+                    raise
                 interval = min(interval * 2, 0.5)
         wall = time.monotonic() - started
         container.reload()
@@ -156,26 +202,47 @@ class DockerSandbox:
         return raw[-cap:].decode("utf-8", errors="replace")
 
 
-def connect():
-    """A Docker client, or a SandboxError that says what to do."""
+def connect(api_timeout: float = 60.0):
+    """A Docker client whose every call times out, or EngineUnavailable saying what to do."""
     import docker
     import docker.errors
+    import requests.exceptions
 
     try:
-        client = docker.from_env(timeout=60)
+        client = docker.from_env(timeout=api_timeout)
         client.ping()
-    except docker.errors.DockerException as err:
-        raise SandboxError(
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+        raise EngineUnavailable(
             f"cannot reach the Docker engine ({err}): start it, or check DOCKER_HOST"
         ) from err
     return client
 
 
+def _is_read_timeout(err: Exception) -> bool:
+    """docker-py reports a wait() that timed out as a ConnectionError wrapping a read timeout."""
+    import requests.exceptions
+    import urllib3.exceptions
+
+    return isinstance(err, requests.exceptions.ReadTimeout) or any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in err.args
+    )
+
+
 def remove_leftovers(client, run_id: str | None = None) -> int:
-    """Remove containers labelled by overnight (of one run, or whose owning process is gone)."""
+    """Remove containers labelled by overnight (of one run, or whose owning process is gone).
+
+    Best effort: with the engine unreachable it removes nothing and says so by returning 0.
+    """
+    import docker.errors
+    import requests.exceptions
+
     filters = {"label": [LABEL]} if run_id is None else {"label": [f"{LABEL_RUN}={run_id}"]}
+    try:
+        containers = client.containers.list(all=True, filters=filters)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return 0
     removed = 0
-    for container in client.containers.list(all=True, filters=filters):
+    for container in containers:
         owner = container.labels.get(LABEL_PID, "")
         if run_id is None and owner.isdigit() and _alive(int(owner)):
             continue
@@ -203,9 +270,11 @@ def _kill(container) -> None:
 
 
 def _remove(container) -> None:
+    """Remove a container; if the engine is gone, the next start's cleanup will."""
     import docker.errors
+    import requests.exceptions
 
-    with contextlib.suppress(docker.errors.NotFound):
+    with contextlib.suppress(docker.errors.NotFound, requests.exceptions.RequestException):
         container.remove(force=True)
 
 

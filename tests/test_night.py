@@ -398,12 +398,8 @@ def test_repository_hooks_never_run(tmp_path, capsys, no_leftover_containers):
     assert not marker.exists()
 
 
-def test_ctrl_c_during_training_leaves_the_branch_at_the_best_commit_and_no_container(
-    tmp_path, docker_client
-):
-    task = value_task(tmp_path)
-    hang = {"command": "insert", "insert_line": 0, "new_str": "import time\ntime.sleep(600)"}
-    script = write_script(tmp_path / "s.jsonl", [{"description": "hang", "calls": [hang]}])
+def start_night(task, script):
+    """`overnight run` in its own process, as a user starts it from a terminal."""
     command = [
         sys.executable,
         "-m",
@@ -411,30 +407,93 @@ def test_ctrl_c_during_training_leaves_the_branch_at_the_best_commit_and_no_cont
         "run",
         str(task),
         "--tag",
-        "int",
+        "sig",
         "--provider",
         "replay",
         "--script",
         str(script),
     ]
-    night = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    label = f"org.overnight.pid={night.pid}"
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_training(night, task, docker_client, experiment: int) -> None:
+    """Until the candidate of `experiment` is committed and its training container runs."""
     deadline = time.monotonic() + 60
-    # The baseline runs first; then the hanging candidate is committed (its diff written) and started.
-    while not (task / ".overnight/int/experiments/0001/diff.patch").exists():
+    diff = task / f".overnight/sig/experiments/{experiment:04d}/diff.patch"
+    while not diff.exists():
         assert time.monotonic() < deadline and night.poll() is None, "the candidate never started"
-        time.sleep(0.2)
-    training = {"label": [label, "org.overnight.purpose=train"]}
+        time.sleep(0.1)
+    training = {"label": [f"org.overnight.pid={night.pid}", "org.overnight.purpose=train"]}
     while not docker_client.containers.list(filters=training):
         assert time.monotonic() < deadline, "no training container for the candidate"
         time.sleep(0.1)
-    night.send_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_one_signal_finishes_the_current_experiment_then_stops(tmp_path, docker_client, signum):
+    task = value_task(tmp_path)
+    slow_better = {
+        "command": "write",
+        "content": TRAIN.replace("VALUE = 5.0", "import time\ntime.sleep(3)\nVALUE = 2.0"),
+    }
+    never = {"command": "str_replace", "old_str": "VALUE = 2.0", "new_str": "VALUE = 1.0"}
+    script = write_script(
+        tmp_path / "s.jsonl",
+        [
+            {"description": "slow but better", "calls": [slow_better]},
+            {"description": "never proposed", "calls": [never]},
+        ],
+    )
+    night = start_night(task, script)
+    wait_for_training(night, task, docker_client, 1)
+    night.send_signal(signum)
     out, _ = night.communicate(timeout=60)
+    assert night.returncode == 0, out
+    assert f"stopped by {signum.name}" in out
+    rows = results(task, "sig")
+    assert [(r.description, r.status.value) for r in rows] == [
+        ("baseline", "keep"),
+        ("slow but better", "keep"),
+    ]
+    assert "VALUE = 2.0" in git(task, "show", "overnight/sig:train.py")
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
+        )
+        == []
+    )
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "harness.cli", "status", str(task), "--json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert report["state"] == "finished" and signum.name in report["reason"]
+
+
+def test_a_second_ctrl_c_aborts_at_once_leaving_the_best_commit_and_no_container(
+    tmp_path, docker_client
+):
+    task = value_task(tmp_path)
+    hang = {"command": "insert", "insert_line": 0, "new_str": "import time\ntime.sleep(600)"}
+    script = write_script(tmp_path / "s.jsonl", [{"description": "hang", "calls": [hang]}])
+    night = start_night(task, script)
+    wait_for_training(night, task, docker_client, 1)
+    night.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    night.send_signal(signal.SIGINT)
+    out, _ = night.communicate(timeout=30)
     assert night.returncode == 130, out
-    assert "interrupted" in out and "Run again to continue" in out
-    assert docker_client.containers.list(all=True, filters={"label": [label]}) == []
-    baseline = results(task, "int")[0]
-    assert [r.experiment for r in results(task, "int")] == [0]
-    assert git(task, "rev-parse", "--short=7", "overnight/int") == baseline.commit
-    assert "refs/overnight/int/discarded/1" in git(task, "for-each-ref", "--format=%(refname)")
-    assert any(e["event"] == "interrupted" for e in events(task, "int"))
+    assert "aborted" in out and "Run the same tag again" in out
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
+        )
+        == []
+    )
+    baseline = results(task, "sig")[0]
+    assert [r.experiment for r in results(task, "sig")] == [0]
+    assert git(task, "rev-parse", "--short=7", "overnight/sig") == baseline.commit
+    assert "refs/overnight/sig/discarded/1" in git(task, "for-each-ref", "--format=%(refname)")
+    assert any(e["event"] == "interrupted" for e in events(task, "sig"))

@@ -1,0 +1,350 @@
+"""The loop of a night: baseline, then propose -> run -> decide -> git -> ledger until a budget ends.
+
+Everything it does is written down before the next step starts, so a night killed at any point
+resumes to the state an uninterrupted one would have reached: `_reconcile` brings git back to
+what the ledger says, and an experiment without a ledger row is simply run again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from harness.budget import Budget
+from harness.config import Settings, parse_size
+from harness.crashpoints import crashpoint
+from harness.decision import decide
+from harness.edit_tool import TrainEditor
+from harness.errors import InfrastructureFault, TaskError
+from harness.experiment import Experimenter, Measurement
+from harness.gitops import Worktree
+from harness.ledger import RunDir
+from harness.live import View
+from harness.pauses import PausePolicy, with_pauses
+from harness.runstate import write_state
+from harness.seams import (
+    Agent,
+    ExperimentRecord,
+    Proposal,
+    ProposalContext,
+    StopNight,
+    Usage,
+    Verdict,
+)
+from harness.signals import StopSignals
+from harness.task import Task
+
+T = TypeVar("T")
+_LOGGED_TEXT_CAP = 16_384  # per string in events and transcripts: a night's logs stay bounded
+
+
+class DiskFull(InfrastructureFault):
+    pass
+
+
+class Night:
+    """The loop over experiments, from the baseline until a budget ends."""
+
+    def __init__(
+        self,
+        task: Task,
+        settings: Settings,
+        agent: Agent,
+        experimenter: Experimenter,
+        worktree: Worktree,
+        run_dir: RunDir,
+        view: View,
+        budget: Budget,
+    ) -> None:
+        self.task = task
+        self.settings = settings
+        self.agent = agent
+        self.experimenter = experimenter
+        self.worktree = worktree
+        self.run_dir = run_dir
+        self.view = view
+        self.budget = budget
+        self.rows = run_dir.rows()
+        self.best_commit = ""
+        self.usage = Usage()  # of the proposal being run
+        self.signals = StopSignals(on_first=self._stop_requested)
+        night = settings.night
+        self.pauses = PausePolicy(
+            first_delay_s=night.pause_first_delay,
+            max_delay_s=night.pause_max_delay,
+            max_pause_s=night.max_pause_minutes * 60,
+        )
+
+    @property
+    def best(self) -> ExperimentRecord | None:
+        keeps = [r for r in self.rows if r.status is Verdict.KEEP]
+        return keeps[-1] if keeps else None
+
+    def run(self) -> str:
+        """Run until a budget ends; returns why it stopped. StopNight escapes for a failed stop."""
+        with self.signals:
+            self.view.phase(0, "setup", self.settings.sandbox.setup_timeout)
+            if self._pausing(self.experimenter.setup):
+                self.run_dir.event("setup", prepare_sha256=self.task.prepare_hash)
+            crashpoint("setup")
+            self._reconcile()
+            crashpoint("reconciled")
+            if self.best is None:
+                self._baseline()
+            while True:
+                if self.signals.requested:
+                    return f"stopped by {self.signals.requested}; run the same tag again to continue"
+                reason = self.budget.exhausted(self.rows, time.time())
+                if reason:
+                    return reason
+                self._pausing(self._check_disk)
+                stop = self._experiment(self.rows[-1].experiment + 1)
+                if stop:
+                    return stop
+
+    def _stop_requested(self, name: str) -> None:
+        self.run_dir.event("stop_requested", signal=name)
+        self.view.message(
+            f"{name}: finishing the current experiment, then stopping (again to abort now)"
+        )
+
+    def _pausing(self, action):
+        return with_pauses(action, self.pauses, self._on_pause, self._on_resume, self._sleep)
+
+    def _on_pause(self, reason: str, delay: float) -> None:
+        self.run_dir.event("pause", reason=reason, retry_in_s=delay)
+        write_state(self.run_dir.root, "paused", reason=reason)
+        self.view.message(f"paused: {reason}; retrying in {delay:.0f}s")
+
+    def _on_resume(self, paused_s: float) -> None:
+        self.run_dir.event("resume", paused_s=paused_s)
+        write_state(self.run_dir.root, "running")
+        self.view.message(f"resumed after {paused_s:.0f}s")
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.signals.requested:
+                raise StopNight(f"stopped by {self.signals.requested} while paused")
+            time.sleep(min(0.2, end - time.monotonic()))
+
+    def _check_disk(self) -> None:
+        minimum = parse_size(self.settings.night.min_free_disk)
+        free = shutil.disk_usage(self.run_dir.root).free
+        if free < minimum:
+            raise DiskFull(
+                f"only {free / 2**20:.0f} MiB free on the disk of {self.run_dir.root}, below "
+                f"min_free_disk = {self.settings.night.min_free_disk}; free some space"
+            )
+
+    def _reconcile(self) -> None:
+        """Make git agree with the ledger: the branch at the best kept commit, nothing uncommitted."""
+        best = self.best
+        if best is None:
+            return
+        self.best_commit = self.worktree.resolve(best.commit)
+        head = self.worktree.head()
+        if head != self.best_commit:
+            # A candidate without a ledger row: it is run again, so only keep a ref to it.
+            self.worktree.keep_ref(head, self.rows[-1].experiment + 1)
+        if head != self.best_commit or self.worktree.is_dirty():
+            self.worktree.reset_to(self.best_commit)
+            self.run_dir.event("reconciled", head=head, best=self.best_commit)
+            self.view.message(
+                f"resumed: {self.worktree.branch} is back at the best commit {self.best_commit[:7]}"
+            )
+
+    def _baseline(self) -> None:
+        self.view.phase(0, "baseline", self.settings.timeout)
+        source = self.worktree.read_train()
+        measurement = self._pausing(lambda: self._measure(0, source))
+        crashpoint("baseline measured")
+        verdict = decide(
+            measurement.train.status, measurement.metric, None, self.settings.direction
+        )
+        if verdict is not Verdict.KEEP:
+            note = f": {measurement.note}" if measurement.note else ""
+            raise TaskError(
+                f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric "
+                f"({verdict.value}{note}); fix it and run again. "
+                f"Output: {self.run_dir.experiment_dir(0) / 'output.txt'}"
+            )
+        self.best_commit = self.worktree.head()
+        self._record(0, self.best_commit, measurement, verdict, "baseline")
+        crashpoint("baseline recorded")
+
+    def _experiment(self, number: int) -> str | None:
+        """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
+        best = self.best
+        assert best is not None
+        base_source = self.worktree.read_train()
+        self.view.phase(number, "proposing")
+        editor = TrainEditor(
+            base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
+        )
+        try:
+            proposal = self.agent.propose(self._context(number, base_source), editor)
+        except StopNight as stop:
+            self.run_dir.event("stop", experiment=number, reason=str(stop))
+            return str(stop)
+        if proposal is None:
+            return "the agent has no more proposals"
+        self.usage = proposal.usage
+        description = self._log_proposal(number, proposal, editor)
+        crashpoint("proposal logged")
+        problem = _unrunnable(base_source, editor.source)
+        if problem:
+            self._skip(number, description, problem)
+            crashpoint("skip recorded")
+            return None
+        commit = self.worktree.commit_candidate(editor.source, description)
+        crashpoint("candidate committed")
+        self.run_dir.write_artifact(
+            number, "diff.patch", self.worktree.diff(self.best_commit, commit)
+        )
+        try:
+            measurement = self._pausing(lambda: self._measure(number, editor.source))
+            crashpoint("measured")
+        except BaseException:
+            # An abort or a stop while paused: never leave a candidate as the branch head.
+            self.worktree.discard(commit, self.best_commit, number)
+            self.run_dir.event("interrupted", experiment=number, commit=commit)
+            raise
+        verdict = decide(
+            measurement.train.status, measurement.metric, best.metric, self.settings.direction
+        )
+        if verdict is Verdict.KEEP:
+            self.best_commit = commit
+        else:
+            self.worktree.discard(commit, self.best_commit, number)
+        crashpoint("git decided")
+        self._record(number, commit, measurement, verdict, description)
+        crashpoint("recorded")
+        return None
+
+    def _log_proposal(self, number: int, proposal: Proposal, editor: TrainEditor) -> str:
+        """Write the transcript and the proposal event; returns the one-line description."""
+        description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
+        calls = [
+            {"input": _capped(o.call.input), "output": _capped(o.output), "is_error": o.is_error}
+            for o in editor.outcomes
+        ]
+        transcript = {
+            "description": _capped(proposal.description),
+            "calls": calls,
+            "messages": _capped(proposal.transcript),
+        }
+        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
+        self.run_dir.event(
+            "proposal",
+            experiment=number,
+            description=description,
+            calls=calls,
+            usage=asdict(proposal.usage),
+        )
+        return description
+
+    def _context(self, number: int, source: str) -> ProposalContext:
+        failed = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.INVALID)
+        tails = {}  # the end of the output of the latest failures, for the agent
+        for row in [r for r in self.rows if r.status in failed][-3:]:
+            output = self.run_dir.experiment_dir(row.experiment) / "output.txt"
+            if output.exists():
+                tails[row.experiment] = output.read_text(encoding="utf-8", errors="replace")[-4000:]
+        return ProposalContext(
+            experiment=number,
+            program=self.task.program,
+            prepare_source=self.task.prepare_source,
+            train_source=source,
+            metric=self.settings.metric,
+            direction=self.settings.direction,
+            history=list(self.rows),
+            best=self.best,
+            output_tails=tails,
+            best_diff=self.worktree.diff(self.rows[0].commit, self.best_commit),
+        )
+
+    def _measure(self, number: int, source: str) -> Measurement:
+        self.view.phase(number, "training", self.settings.timeout)
+        measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
+        train = measurement.train
+        output = (
+            f"# train.py ({train.status.value}, exit {train.exit_code}, {train.wall_s:.1f}s)\n"
+            f"{train.output_tail}"
+        )
+        if measurement.evaluation is not None:
+            ev = measurement.evaluation
+            output += (
+                f"\n# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n"
+                f"{ev.output_tail}"
+            )
+        self.run_dir.write_artifact(number, "output.txt", output)
+        self.run_dir.event(
+            "run",
+            experiment=number,
+            train_status=train.status.value,
+            exit_code=train.exit_code,
+            train_seconds=train.wall_s,
+            eval_status=measurement.evaluation.status.value if measurement.evaluation else None,
+            metric=measurement.metric,
+            metrics=measurement.metrics,
+            note=measurement.note,
+            protected=self.settings.protected,
+            peak_memory_bytes=train.peak_memory_bytes,
+        )
+        return measurement
+
+    def _record(
+        self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
+    ) -> None:
+        evaluation = measurement.evaluation.wall_s if measurement.evaluation else 0.0
+        row = ExperimentRecord(
+            experiment=number,
+            commit=commit,
+            metric=measurement.metric,
+            status=verdict,
+            description=description,
+            seconds=measurement.train.wall_s + evaluation,
+            memory_gb=measurement.train.peak_memory_bytes / 1024**3,
+            cost_usd=self.usage.cost_usd,
+        )
+        self._append(row, commit=commit, metric=measurement.metric, best_commit=self.best_commit)
+
+    def _skip(self, number: int, description: str, problem: str) -> None:
+        row = ExperimentRecord(
+            number, "-", None, Verdict.SKIPPED, f"{description} [{problem}]",
+            cost_usd=self.usage.cost_usd,
+        )
+        self._append(row, reason=problem)
+
+    def _append(self, row: ExperimentRecord, **details: Any) -> None:
+        self.run_dir.record(row)
+        self.rows.append(row)
+        self.run_dir.event("decision", experiment=row.experiment, status=row.status.value, **details)
+        self.view.result(row, self.best)
+
+
+def _unrunnable(base: str, source: str) -> str:
+    if source == base:
+        return "train.py unchanged"
+    try:
+        compile(source, "train.py", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as err:
+        return f"does not compile: {err}"
+    return ""
+
+
+def _capped(value: Any) -> Any:
+    """The same structure with every long string cut, so one proposal cannot flood the logs."""
+    if isinstance(value, str):
+        if len(value) <= _LOGGED_TEXT_CAP:
+            return value
+        return value[:_LOGGED_TEXT_CAP] + f"... [{len(value) - _LOGGED_TEXT_CAP} more characters]"
+    if isinstance(value, dict):
+        return {key: _capped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_capped(item) for item in value]
+    return value
