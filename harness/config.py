@@ -57,7 +57,24 @@ class SandboxConfig(Strict):
         60.0, description="Seconds any one call to the Docker engine may take before it counts as hung."
     )
 
-    @field_validator("memory", "tmpfs", "output_cap")
+    backend: Literal["docker", "local"] = Field(
+        "docker",
+        description="docker: a fresh locked-down container per step. local: a process on this "
+        "machine with a temporary copy of the files and resource limits; much weaker isolation.",
+    )
+    output_dir_size: str = Field(
+        "1g",
+        description="Size of the training's output directory (a tmpfs counted in its memory); "
+        "no file in it may be larger.",
+    )
+    runtime: str | None = Field(
+        None, description='Docker runtime for every container, e.g. "runsc" (gVisor), if installed.'
+    )
+    gpus: Literal["all"] | list[str] | None = Field(
+        None, description='GPUs for every container: "all" or a list of device ids.'
+    )
+
+    @field_validator("memory", "tmpfs", "output_cap", "output_dir_size")
     @classmethod
     def _is_size(cls, value: str) -> str:
         parse_size(value)

@@ -4,14 +4,20 @@ Container layout (the same in every container that has each part):
   /overnight/prepare/prepare.py  read-only, on PYTHONPATH so `import prepare` works
   /overnight/data                OVERNIGHT_DATA_DIR: public data, read-only after setup
   /overnight/private             OVERNIGHT_PRIVATE_DIR: held-out data, setup and evaluator only
-  /overnight/output              OVERNIGHT_OUTPUT_DIR: what train.py writes; read-only to the evaluator
-  /overnight/train/train.py      read-only copy of the candidate; training only
-Protected mode takes the metric only from `evaluate(output_dir)` run in a container without
-train.py. Inline mode takes the last `<metric>: <number>` line train.py printed.
+  /overnight/output              OVERNIGHT_OUTPUT_DIR: what train.py writes (a size-capped scratch
+                                 area of the sandbox); read-only to the evaluator
+  /overnight/train/train.py      read-only copy of the candidate; training, and the evaluator of a
+                                 task that uses call_train (only its workers run it)
+  /overnight/harness             our evaluator runner and `overnight_eval` (on PYTHONPATH)
+Protected mode takes the metric only from `evaluate(output_dir)` run in a container whose own
+process never runs train.py. Inline mode takes the last `<metric>: <number>` line train.py printed.
+prepare.py is hashed when the night starts and checked before every scoring: a change stops it.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import math
 import os
@@ -21,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sandbox
-from harness.config import Settings
+from harness.config import Settings, parse_size
 from harness.errors import TaskError
-from harness.seams import Mount, RunResult, RunSpec, RunStatus, Sandbox
+from harness.seams import Mount, RunResult, RunSpec, RunStatus, Sandbox, Scratch, ScratchMount
 from harness.task import PREPARE, Task
+from sandbox.users import own_for_runs, run_ids, worker_ids
 
 PREPARE_DIR = "/overnight/prepare"
 DATA_DIR = "/overnight/data"
@@ -36,7 +43,10 @@ HARNESS_DIR = "/overnight/harness"
 RESULT_DIR = "/overnight/result"
 _RESULT_LIMIT = 1_000_000
 _BASE_ENV = {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-_RUNNER = Path(sandbox.__file__).resolve().parent / "evaluate_runner.py"
+_SANDBOX = Path(sandbox.__file__).resolve().parent
+_RUNNER = _SANDBOX / "evaluate_runner.py"
+# Mounted at HARNESS_DIR: the runner, the helper prepare.py imports, and call_train's worker.
+_RUNNER_FILES = ("evaluate_runner.py", "overnight_eval.py", "train_worker.py")
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,20 @@ class SetupFailed(TaskError):
     pass
 
 
+class EvaluatorChanged(TaskError):
+    """prepare.py (the task's, or the copy the containers use) changed during the night."""
+
+
+def uses_call_train(prepare_source: str) -> bool:
+    """Whether prepare.py imports overnight_eval (then its evaluator gets call_train workers)."""
+    for node in ast.walk(ast.parse(prepare_source)):
+        if isinstance(node, ast.Import) and any(a.name == "overnight_eval" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "overnight_eval":
+            return True
+    return False
+
+
 class Experimenter:
     def __init__(
         self, task: Task, settings: Settings, sandbox: Sandbox, image: str, cache: Path
@@ -64,6 +88,7 @@ class Experimenter:
         self.image = image
         key = f"{task.prepare_hash[:16]}-{re.sub(r'[^A-Za-z0-9]+', '_', image)}"
         self.setup_dir = cache / f"setup-{key}"
+        self.call_train = uses_call_train(task.prepare_source)
 
     @property
     def prepare_dir(self) -> Path:
@@ -85,6 +110,8 @@ class Experimenter:
         """Run `python prepare.py` once per (prepare.py, image); False when it was cached."""
         done = self.setup_dir / "done"
         if done.exists():
+            self._install_runner()
+            self._lock_private()
             return False
         if self.setup_dir.exists():
             shutil.rmtree(self.setup_dir)
@@ -93,7 +120,7 @@ class Experimenter:
         for folder in (self.data_dir, self.private_dir):
             _writable_dir(folder)
         (self.prepare_dir / PREPARE).write_text(self.task.prepare_source, encoding="utf-8")
-        shutil.copy(_RUNNER, self.runner_dir / _RUNNER.name)
+        self._install_runner()
         result = self.sandbox.run(
             RunSpec(
                 image=self.image,
@@ -101,11 +128,13 @@ class Experimenter:
                 mounts=[
                     Mount(self.task.root, TASK_DIR),
                     Mount(self.prepare_dir, PREPARE_DIR),
+                    Mount(self.runner_dir, HARNESS_DIR),
                     Mount(self.data_dir, DATA_DIR, read_only=False),
                     Mount(self.private_dir, PRIVATE_DIR, read_only=False),
                 ],
                 env={
                     **_BASE_ENV,
+                    "PYTHONPATH": HARNESS_DIR,
                     "OVERNIGHT_DATA_DIR": DATA_DIR,
                     "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR,
                 },
@@ -121,43 +150,71 @@ class Experimenter:
                 f"(exit {result.exit_code}) in setup; fix prepare.py. Its output ends:\n"
                 + _last_lines(result.output_tail, 15)
             )
+        self._lock_private()
         done.write_text(self.task.prepare_hash + "\n")
         return True
 
+    def _install_runner(self) -> None:
+        """Our evaluator files, fresh from this version of overnight (replaced atomically)."""
+        self.runner_dir.mkdir(parents=True, exist_ok=True)
+        for name in _RUNNER_FILES:
+            source, target = (_SANDBOX / name).read_bytes(), self.runner_dir / name
+            if not target.exists() or target.read_bytes() != source:
+                tmp = target.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(source)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+
+    def _lock_private(self) -> None:
+        """Only the evaluator's uid may enter the private data (call_train workers may not)."""
+        own_for_runs(self.private_dir, 0o700)
+
+    def check_evaluator(self) -> None:
+        """Stop the night if prepare.py changed since it started, in the task or in the cache."""
+        for path in (self.task.root / PREPARE, self.prepare_dir / PREPARE):
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                digest = "missing"
+            if digest != self.task.prepare_hash:
+                raise EvaluatorChanged(
+                    f"{path}: changed while the night ran (sha256 {digest[:12]}, expected "
+                    f"{self.task.prepare_hash[:12]}), so its scores would not be comparable; "
+                    "restore it, or start a new tag with --tag"
+                )
+
     def measure(self, source: str, scratch: Path) -> Measurement:
-        """Train `source` and score it; the scratch folder is removed afterwards."""
+        """Train `source` and score it; the scratch folder and output area are removed afterwards."""
+        self.check_evaluator()
         if scratch.exists():
             shutil.rmtree(scratch)
-        code, output, result = scratch / "code", scratch / "output", scratch / "result"
+        code, result = scratch / "code", scratch / "result"
         code.mkdir(parents=True)
         (code / "train.py").write_text(source, encoding="utf-8")
-        _writable_dir(output)
-        _writable_dir(result)
+        result.mkdir()
+        own_for_runs(result, 0o700)
+        size = parse_size(self.settings.sandbox.output_dir_size)
         try:
-            train = self._train(code, output)
-            if train.status is not RunStatus.OK:
-                return Measurement(train=train, evaluation=None, metric=None)
-            if not self.settings.protected:
-                metric = inline_metric(train.output_tail, self.settings.metric)
-                note = (
-                    ""
-                    if metric is not None
-                    else f"no `{self.settings.metric}: <number>` line in the output"
-                )
-                return Measurement(
-                    train,
-                    None,
-                    metric,
-                    {} if metric is None else {self.settings.metric: metric},
-                    note,
-                )
-            evaluation = self._evaluate(output, result)
-            metrics, note = read_result(result / "result.json", evaluation, self.settings.metric)
-            return Measurement(train, evaluation, metrics.get(self.settings.metric), metrics, note)
+            with self.sandbox.scratch(size) as output:
+                return self._train_and_score(code, output, result)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _train(self, code: Path, output: Path) -> RunResult:
+    def _train_and_score(self, code: Path, output: Scratch, result: Path) -> Measurement:
+        train = self._train(code, output)
+        if train.status is not RunStatus.OK:
+            return Measurement(train=train, evaluation=None, metric=None)
+        self.check_evaluator()
+        if not self.settings.protected:
+            metric = inline_metric(train.output_tail, self.settings.metric)
+            note = "" if metric is not None else f"no `{self.settings.metric}: <number>` line"
+            metrics = {} if metric is None else {self.settings.metric: metric}
+            return Measurement(train, None, metric, metrics, note)
+        evaluation = self._evaluate(code, output, result)
+        metrics, note = read_result(result / "result.json", evaluation, self.settings.metric)
+        return Measurement(train, evaluation, metrics.get(self.settings.metric), metrics, note)
+
+    def _train(self, code: Path, output: Scratch) -> RunResult:
         return self.sandbox.run(
             RunSpec(
                 image=self.image,
@@ -165,12 +222,13 @@ class Experimenter:
                 mounts=[
                     Mount(code, TRAIN_DIR),
                     Mount(self.prepare_dir, PREPARE_DIR),
+                    Mount(self.runner_dir, HARNESS_DIR),
                     Mount(self.data_dir, DATA_DIR),
-                    Mount(output, OUTPUT_DIR, read_only=False),
+                    ScratchMount(output, OUTPUT_DIR, read_only=False),
                 ],
                 env={
                     **_BASE_ENV,
-                    "PYTHONPATH": PREPARE_DIR,
+                    "PYTHONPATH": f"{PREPARE_DIR}:{HARNESS_DIR}",
                     "OVERNIGHT_DATA_DIR": DATA_DIR,
                     "OVERNIGHT_OUTPUT_DIR": OUTPUT_DIR,
                     "OVERNIGHT_TIME_BUDGET": f"{self.settings.time_budget:g}",
@@ -181,27 +239,35 @@ class Experimenter:
             )
         )
 
-    def _evaluate(self, output: Path, result: Path) -> RunResult:
+    def _evaluate(self, code: Path, output: Scratch, result: Path) -> RunResult:
+        command = [
+            "python3",
+            "-I",
+            f"{HARNESS_DIR}/{_RUNNER.name}",
+            PREPARE_DIR,
+            OUTPUT_DIR,
+            f"{RESULT_DIR}/result.json",
+            self.settings.metric,
+            "--output-limit",
+            str(output.size_bytes),
+        ]
+        mounts: list[Mount | ScratchMount] = [
+            Mount(self.runner_dir, HARNESS_DIR),
+            Mount(self.prepare_dir, PREPARE_DIR),
+            Mount(self.data_dir, DATA_DIR),
+            Mount(self.private_dir, PRIVATE_DIR),
+            ScratchMount(output, OUTPUT_DIR),
+            Mount(result, RESULT_DIR, read_only=False),
+        ]
+        if self.call_train:  # workers import train.py; the evaluator's own process never does
+            users = ",".join(":".join(map(str, ids)) for ids in (run_ids(), worker_ids()))
+            command += ["--train-file", f"{TRAIN_DIR}/train.py", "--users", users]
+            mounts.append(Mount(code, TRAIN_DIR))
         return self.sandbox.run(
             RunSpec(
                 image=self.image,
-                command=[
-                    "python3",
-                    "-I",
-                    f"{HARNESS_DIR}/{_RUNNER.name}",
-                    PREPARE_DIR,
-                    OUTPUT_DIR,
-                    f"{RESULT_DIR}/result.json",
-                    self.settings.metric,
-                ],
-                mounts=[
-                    Mount(self.runner_dir, HARNESS_DIR),
-                    Mount(self.prepare_dir, PREPARE_DIR),
-                    Mount(self.data_dir, DATA_DIR),
-                    Mount(self.private_dir, PRIVATE_DIR),
-                    Mount(output, OUTPUT_DIR),
-                    Mount(result, RESULT_DIR, read_only=False),
-                ],
+                command=command,
+                mounts=mounts,
                 env={
                     **_BASE_ENV,
                     "OVERNIGHT_DATA_DIR": DATA_DIR,
@@ -211,6 +277,7 @@ class Experimenter:
                 timeout_s=self.settings.sandbox.eval_timeout,
                 workdir="/tmp",
                 purpose="evaluate",
+                user_switching=self.call_train,
             )
         )
 
@@ -241,6 +308,8 @@ def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[st
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         return {}, f"no result from evaluate(): {err}"
+    if isinstance(payload, dict) and "refused" in payload:
+        return {}, f"the output directory was refused: {str(payload['refused'])[:500]}"
     raw = payload.get("metrics") if isinstance(payload, dict) else None
     if not isinstance(raw, dict):
         return (

@@ -6,6 +6,7 @@ it. Data flows one way: task -> config -> agent -> sandbox -> evaluator -> decis
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -47,16 +48,37 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Scratch:
+    """A size-capped writable area made by `Sandbox.scratch`: it outlives one run (training writes
+    it, the evaluator reads it) but not the experiment."""
+
+    name: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ScratchMount:
+    """A scratch area mounted into a run."""
+
+    scratch: Scratch
+    container: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One command in one fresh container."""
 
     image: str
     command: list[str]
-    mounts: list[Mount]
+    mounts: list[Mount | ScratchMount]
     env: dict[str, str]
     timeout_s: float
     workdir: str = "/tmp"
     purpose: str = "run"  # setup | train | evaluate: a label for cleanup and logs
+    # Start as root holding only CAP_SETUID and CAP_SETGID, for a runner of ours that drops to
+    # unprivileged uids at once (the evaluator of a task that calls train.py through call_train).
+    user_switching: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,10 @@ class Sandbox(Protocol):
     """Runs a command in a disposable, locked-down environment and always cleans it up."""
 
     def run(self, spec: RunSpec) -> RunResult: ...
+
+    def scratch(self, size_bytes: int) -> AbstractContextManager[Scratch]:
+        """A fresh scratch area of at most `size_bytes`, removed when the context ends."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import InfrastructureFault, OvernightError
-from harness.seams import RunResult, RunSpec, RunStatus
+from harness.seams import RunResult, RunSpec, RunStatus, Scratch
+from sandbox import volumes
+from sandbox.hardening import Limits, container_options
 
 LABEL = "org.overnight"
 LABEL_RUN = "org.overnight.run"
 LABEL_PURPOSE = "org.overnight.purpose"
 LABEL_PID = "org.overnight.pid"
-NOBODY = "65534:65534"
 
 
 class SandboxError(OvernightError):
@@ -35,21 +36,6 @@ class ImageMissing(SandboxError, InfrastructureFault):
 
 
 INNER_GRACE_S = 5  # the in-container deadline trails the harness's own by this much
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int
-    cpus: float
-    pids: int
-    tmpfs_bytes: int
-    output_cap_bytes: int
-
-
-def container_user() -> str:
-    """The harness's own uid when it is not root (so it can clean up what runs write), else nobody."""
-    uid = os.getuid()
-    return NOBODY if uid == 0 else f"{uid}:{os.getgid()}"
 
 
 class DockerSandbox:
@@ -102,45 +88,23 @@ class DockerSandbox:
         finally:
             _remove(container)
 
-    def _create(self, spec: RunSpec):
-        import docker.errors
-        from docker.types import LogConfig
+    def scratch(self, size_bytes: int) -> contextlib.AbstractContextManager[Scratch]:
+        """A tmpfs volume of `size_bytes`, kept mounted between the runs of one experiment."""
+        return volumes.tmpfs_volume(self, size_bytes)
 
-        half_cap = max(self.limits.output_cap_bytes // 2, 4096)
+    def _create(self, spec: RunSpec):
+        """A locked-down container for the spec; every option comes from `container_options`."""
+        import docker.errors
+
+        labels = {
+            LABEL: "1",
+            LABEL_RUN: self.run_id,
+            LABEL_PURPOSE: spec.purpose,
+            LABEL_PID: str(os.getpid()),
+        }
         try:
-            return self.client.containers.create(
-                image=spec.image,
-                command=spec.command,
-                labels={
-                    LABEL: "1",
-                    LABEL_RUN: self.run_id,
-                    LABEL_PURPOSE: spec.purpose,
-                    LABEL_PID: str(os.getpid()),
-                },
-                environment=spec.env,
-                working_dir=spec.workdir,
-                volumes={
-                    str(m.host): {"bind": m.container, "mode": "ro" if m.read_only else "rw"}
-                    for m in spec.mounts
-                },
-                network_mode="none",
-                read_only=True,
-                tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.limits.tmpfs_bytes}"},
-                user=container_user(),
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                privileged=False,
-                mem_limit=self.limits.memory_bytes,
-                memswap_limit=self.limits.memory_bytes,
-                nano_cpus=int(self.limits.cpus * 1e9),
-                pids_limit=self.limits.pids,
-                init=True,
-                # Docker keeps at most two files of half the cap: the tail survives a flood.
-                log_config=LogConfig(
-                    type="json-file", config={"max-size": str(half_cap), "max-file": "2"}
-                ),
-                detach=True,
-            )
+            volumes.ensure_keepers(self, spec)
+            return self.client.containers.create(**container_options(spec, self.limits, labels))
         except docker.errors.ImageNotFound as err:
             raise ImageMissing(
                 f"image {spec.image!r} is not on this machine: run `overnight image build` "
