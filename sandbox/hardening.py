@@ -41,7 +41,9 @@ def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> 
 
     half_cap = max(limits.output_cap_bytes // 2, 4096)
     ulimits = [Ulimit(name="nofile", soft=NOFILE, hard=NOFILE), Ulimit(name="core", soft=0, hard=0)]
-    writable_scratch = [m.scratch.size_bytes for m in spec.mounts if _rw_scratch(m)]
+    writable_scratch = [
+        m.scratch.size_bytes for m in spec.mounts if isinstance(m, ScratchMount) and not m.read_only
+    ]
     if writable_scratch:  # no single file may outgrow the output area (a sparse file, say)
         biggest = max(writable_scratch)
         ulimits.append(Ulimit(name="fsize", soft=biggest, hard=biggest))
@@ -79,10 +81,6 @@ def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> 
     if limits.gpus:
         options["device_requests"] = [_gpu_request(limits.gpus)]
     return options
-
-
-def _rw_scratch(mount: Mount | ScratchMount) -> bool:
-    return isinstance(mount, ScratchMount) and not mount.read_only
 
 
 def _source(mount: Mount | ScratchMount) -> str:
