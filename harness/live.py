@@ -6,6 +6,7 @@ and each result is printed once, so logs stay readable.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -26,11 +27,14 @@ class View:
         self._best = "best: -"
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self.log: logging.Logger | None = None  # the run's overnight.log, once there is one
         if self.live:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()
 
     def message(self, text: str) -> None:
+        if self.log is not None:
+            self.log.info(text)
         with self._lock:
             self._clear()
             print(text, file=self.stream, flush=True)
@@ -39,6 +43,8 @@ class View:
         with self._lock:
             self._experiment, self._phase, self._timeout = experiment, phase, timeout
             self._since = time.monotonic()
+            if self.log is not None:
+                self.log.info("#%d %s", experiment, phase)
             if not self.live:
                 print(f"[{experiment:>4}] {phase}", file=self.stream, flush=True)
 

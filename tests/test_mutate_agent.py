@@ -178,12 +178,16 @@ def test_it_never_proposes_an_integer_already_in_the_history(history) -> None:
 
 
 @pytest.mark.parametrize("history", histories("EPOCHS", "4", [*TRIED_INTS, "8"]))
-def test_with_every_value_tried_it_has_nothing_to_propose(history) -> None:
+def test_with_every_near_value_tried_it_goes_further_out(history) -> None:
+    tried = {int(v) for v in [*TRIED_INTS, "8"]}
     for seed in range(5):
         proposal, editor = propose(ONE_INT, len(history) + 1, history, seed=seed)
 
-        assert proposal is None, (seed, proposal)
-        assert editor.source == ONE_INT
+        assert proposal is not None, seed
+        [(name, old, new)] = moves_of(proposal.description)
+        assert (name, old) == ("EPOCHS", "4")
+        assert int(new) not in tried and int(new) >= 1 and new == str(int(new))
+        assert editor.source == f"EPOCHS = {new}\nprint('loss:', 1 / EPOCHS)\n"
 
 
 ONE_FLOAT = "LEARNING_RATE = 0.01\nprint('loss:', LEARNING_RATE)\n"

@@ -10,6 +10,7 @@ resumed night makes the same proposals as an uninterrupted one.
 from __future__ import annotations
 
 import ast
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -179,6 +180,24 @@ def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move |
             candidates.sort(key=lambda v: abs(v - constant.value))
             pick = candidates[min(int(rng.expovariate(1.0)), len(candidates) - 1)]
             return Move(constant.name, constant.value, pick)
+    far = _far_value(constant.value, constant.name, tried, rng)
+    return None if far is None else Move(constant.name, constant.value, far)
+
+
+def _far_value(value: int | float, name: str, tried, rng: random.Random) -> int | float | None:
+    """When every near value has been tried: a random one further out, never tried before."""
+    for attempt in range(100):
+        spread = 1 + attempt / 10  # widen slowly while the values drawn are taken
+        if isinstance(value, int):
+            step = rng.randint(1, max(3, abs(value))) + int(attempt * spread)
+            new: int | float = value + step if rng.random() < 0.5 else value - step
+            if value >= 1 and new < 1:
+                continue
+        else:
+            base = value if value != 0.0 else 1e-3
+            new = _round(base * math.exp(rng.gauss(0.0, 0.5 * spread)))
+        if new != value and (name, _key(new)) not in tried:
+            return new
     return None
 
 
