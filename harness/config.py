@@ -15,6 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import TaskError
+from harness.model_config import (
+    MODEL_AGENTS,
+    AnthropicAgentConfig,
+    LiteLLMAgentConfig,
+    ModelAgentConfig,
+    OpenAIAgentConfig,
+)
 from harness.seams import Direction
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
 
@@ -91,7 +98,14 @@ class ReplayAgentConfig(Strict):
     script: Path = Field(description="JSONL file, one proposal per line.")
 
 
-AgentConfig = Annotated[MutateAgentConfig | ReplayAgentConfig, Field(discriminator="provider")]
+AgentConfig = Annotated[
+    MutateAgentConfig
+    | ReplayAgentConfig
+    | AnthropicAgentConfig
+    | OpenAIAgentConfig
+    | LiteLLMAgentConfig,
+    Field(discriminator="provider"),
+]
 
 
 class EditConfig(Strict):
@@ -203,10 +217,19 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
 
 
 def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: list[str]) -> Any:
-    """The agent from overnight.toml, switched or adjusted by --provider, --script and --seed."""
+    """The agent from overnight.toml, switched or adjusted by --provider, --script, --seed,
+    --model and --max-cost."""
     provider = overrides.get("provider") or ("replay" if "script" in overrides else None)
     if provider is None and "seed" in overrides:
         provider = "mutate"
+    if provider in MODEL_AGENTS or (provider is None and isinstance(configured, ModelAgentConfig)):
+        return _model_agent(provider or configured.provider, configured, overrides, problems)
+    if "model" in overrides or "max_cost" in overrides:
+        problems.append(
+            "--model and --max-cost are for a model provider: add --provider anthropic, openai "
+            "or litellm (or set provider in [agent] of overnight.toml)"
+        )
+        return configured
     if provider == "replay":
         script = overrides.get("script") or getattr(configured, "script", None)
         if script is None:
@@ -219,6 +242,27 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
     if isinstance(configured, ReplayAgentConfig) and not configured.script.is_absolute():
         return ReplayAgentConfig(provider="replay", script=task.root / configured.script)
     return configured
+
+
+def _model_agent(
+    provider: str, configured: Any, overrides: dict[str, Any], problems: list[str]
+) -> Any:
+    """A model provider's config: overnight.toml's if it is the same provider, with the flags."""
+    kind = MODEL_AGENTS[provider]
+    fields = configured.model_dump(exclude={"provider"}) if isinstance(configured, kind) else {}
+    fields.update({k: overrides[k] for k in ("model", "max_cost") if k in overrides})
+    if kind is LiteLLMAgentConfig and "model" not in fields:
+        problems.append(
+            "--provider litellm needs --model (e.g. ollama/qwen2.5-coder) or model in [agent]"
+        )
+        return configured
+    try:
+        return kind.model_validate({"provider": provider, **fields})
+    except ValidationError as err:
+        for problem in err.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            problems.append(f"--{where.replace('_', '-')}: {problem['msg']}")
+        return configured
 
 
 def _positive(value: Any, key: str, constant: str, task: Task, problems: list[str]) -> float | None:
@@ -238,7 +282,11 @@ def _positive(value: Any, key: str, constant: str, task: Task, problems: list[st
     return float(value)
 
 
-_AGENTS: dict[str, type[BaseModel]] = {"mutate": MutateAgentConfig, "replay": ReplayAgentConfig}
+_AGENTS: dict[str, type[BaseModel]] = {
+    "mutate": MutateAgentConfig,
+    "replay": ReplayAgentConfig,
+    **MODEL_AGENTS,
+}
 
 
 def _parse_toml(task: Task) -> TaskConfig:

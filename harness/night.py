@@ -58,7 +58,7 @@ class NightSummary:
 def run_night(options: RunOptions, view: View) -> NightSummary:
     task = load_task(options.task_dir)
     settings = resolve_settings(task, options.overrides)
-    agent = make_agent(settings.agent)
+    agent = make_agent(settings.agent, log=view.message)
     budget = _budget(options, settings)
     client = _try_connect(settings)
     image = _image(client, settings, task, view) if client is not None else None

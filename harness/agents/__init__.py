@@ -2,18 +2,23 @@
 
 mutate.py  the default: a seeded, offline agent that nudges numeric constants
 replay.py  proposals read from a JSONL script, for tests and re-runs
+llm.py     a model (anthropic, openai, litellm) driving the edit tool
+prompt.py  the model's prompt, from the templates in prompts/
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from harness.config import AgentConfig, MutateAgentConfig, ReplayAgentConfig
+from harness.model_config import ModelAgentConfig
 from harness.seams import Agent
 
 
 def make_agent(config: AgentConfig, log: Callable[[str], None] | None = None) -> Agent:
-    """The configured agent; `log` takes one-line messages for the user (model agents use it)."""
+    """The configured agent. For a model provider this checks its SDK and key first, so a
+    missing one is a one-line error before anything runs."""
     if isinstance(config, MutateAgentConfig):
         from harness.agents.mutate import MutateAgent
 
@@ -22,4 +27,15 @@ def make_agent(config: AgentConfig, log: Callable[[str], None] | None = None) ->
         from harness.agents.replay import ReplayAgent
 
         return ReplayAgent(config.script)
+    if isinstance(config, ModelAgentConfig):
+        from harness.agents.llm import LLMAgent
+        from harness.providers import make_model
+
+        say = log or _to_stderr
+        model = make_model(config, say)
+        return LLMAgent(model, config, model.prices, log=say)
     raise AssertionError(f"no agent for {config!r}")
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,213 @@
+"""The model agent: a fresh conversation per proposal, driving the `edit` tool until the model
+answers without a tool call; that answer is the description.
+
+Errors the model can fix (malformed arguments, an unknown tool or command, a refused edit) go
+back to it as tool errors. A proposal ends after `max_tool_errors` of them in a row; the editor
+caps the calls. `--max-cost` is checked before every call against the tag's spend so far, read
+from the ledger, so it holds across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, cast
+
+from harness.agents.prompt import Prompt, build_prompt
+from harness.edit_tool import EDIT_TOOL
+from harness.errors import OvernightError
+from harness.model_config import ModelAgentConfig
+from harness.providers.base import (
+    Message,
+    Model,
+    ModelRequest,
+    ModelTurn,
+    Text,
+    ToolResult,
+    ToolSpec,
+    ToolUse,
+)
+from harness.providers.pricing import Prices
+from harness.seams import Editor, Proposal, ProposalContext, StopNight, ToolCall, Usage
+
+EDIT = ToolSpec(
+    str(EDIT_TOOL["name"]),
+    str(EDIT_TOOL["description"]),
+    cast(dict[str, Any], EDIT_TOOL["input_schema"]),
+)
+
+
+class LLMAgent:
+    def __init__(
+        self,
+        model: Model,
+        config: ModelAgentConfig,
+        prices: Prices | None,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.prices = prices
+        self.log = log
+
+    def propose(self, context: ProposalContext, editor: Editor) -> Proposal:
+        talk = _Conversation(self._prompt(context))
+        spent = sum(r.cost_usd for r in context.history)  # this tag's, from the ledger
+        errors_in_row = 0
+        while True:
+            request = talk.request(self.config.max_output_tokens)
+            over = self._over_budget(request, spent + talk.usage.cost_usd)
+            if over and talk.usage.calls == 0:
+                raise StopNight(over)
+            if over:
+                self.log(f"experiment {context.experiment}: {over}")
+                return talk.proposal(f"(unfinished: {over})")
+            turn = self._complete(request, talk.usage)
+            talk.add(turn.message, turn)
+            if not turn.message.tool_uses:
+                return talk.proposal(_description(turn))
+            results = [self._run(use, editor) for use in turn.message.tool_uses]
+            for result in results:
+                errors_in_row = errors_in_row + 1 if result.is_error else 0
+            reply: tuple[ToolResult | Text, ...] = tuple(results)
+            if turn.stop == "max_tokens":
+                reply += (Text("(Your reply was cut at max_output_tokens; keep replies shorter.)"),)
+            talk.add(Message("user", reply))
+            if errors_in_row >= self.config.max_tool_errors:
+                return talk.proposal(f"(unfinished: {errors_in_row} failed tool calls in a row)")
+
+    def _prompt(self, context: ProposalContext) -> Prompt:
+        prompt = build_prompt(context, self.config.max_prompt_bytes)
+        if prompt.size > self.config.max_prompt_bytes:
+            self.log(
+                f"the prompt is {prompt.size} bytes even with the least history, over "
+                f"max_prompt_bytes = {self.config.max_prompt_bytes} (program.md, prepare.py and "
+                "train.py alone are that large)"
+            )
+        return prompt
+
+    def _complete(self, request: ModelRequest, usage: Usage) -> ModelTurn:
+        try:
+            return self.model.complete(request)
+        except OvernightError as err:  # the night stops; say what this proposal had spent
+            if usage.calls:
+                raise type(err)(
+                    f"{err} (this proposal's {usage.calls} earlier calls cost "
+                    f"${usage.cost_usd:.4f}, which the ledger does not show)"
+                ) from err
+            raise
+
+    def _run(self, use: ToolUse, editor: Editor) -> ToolResult:
+        if use.name != EDIT.name:
+            return ToolResult(use.id, f"unknown tool {use.name!r}: the only tool is `edit`", True)
+        if use.error:
+            return ToolResult(
+                use.id, f'{use.error}; call edit with an object such as {{"command": "view"}}', True
+            )
+        outcome = editor.call(ToolCall(id=use.id, input=use.input))
+        return ToolResult(use.id, outcome.output, outcome.is_error)
+
+    def _over_budget(self, request: ModelRequest, spent: float) -> str:
+        """Why the next call may not be made under max_cost, or ""."""
+        limit = self.config.max_cost
+        if limit is None or self.prices is None:
+            return ""
+        worst = self.prices.most(request_bytes(request), request.max_output_tokens)
+        if spent + worst <= limit:
+            return ""
+        return (
+            f"reached --max-cost ${limit:g}: ${spent:.4f} spent in this tag, and the next call "
+            f"could cost up to ${worst:.4f}"
+        )
+
+
+class _Conversation:
+    """One proposal's messages, its transcript for transcript.json and its usage so far."""
+
+    def __init__(self, prompt: Prompt) -> None:
+        self.system = prompt.system
+        first = Message("user", (Text(prompt.task, cache=True), Text(prompt.experiment)))
+        self.messages = [first]
+        self.transcript: list[dict[str, Any]] = [
+            {"role": "system", "content": prompt.system},
+            _logged(first),
+        ]
+        self.usage = Usage()
+
+    def request(self, max_output_tokens: int) -> ModelRequest:
+        return ModelRequest(self.system, list(self.messages), [EDIT], max_output_tokens)
+
+    def add(self, message: Message, turn: ModelTurn | None = None) -> None:
+        self.messages.append(message)
+        self.transcript.append(_logged(message, turn))
+        if turn is not None:
+            self.usage += _usage(turn)
+
+    def proposal(self, description: str) -> Proposal:
+        return Proposal(description, self.transcript, self.usage)
+
+
+def request_bytes(request: ModelRequest) -> int:
+    """The size of what a request sends, for the cost bound (tool schema included)."""
+    size = len(request.system.encode()) + sum(len(str(t.input_schema)) for t in request.tools)
+    for message in request.messages:
+        for block in message.content:
+            if isinstance(block, Text):
+                size += len(block.text.encode())
+            elif isinstance(block, ToolResult):
+                size += len(block.output.encode())
+            else:
+                size += len(str(block.input).encode())
+    return size
+
+
+def _description(turn: ModelTurn) -> str:
+    text = turn.message.text.strip()
+    if text:
+        return text
+    if turn.stop == "max_tokens":
+        return "(no description: the reply was cut at max_output_tokens)"
+    return "(no description)"
+
+
+def _usage(turn: ModelTurn) -> Usage:
+    return Usage(
+        calls=1,
+        input_tokens=turn.usage.input_tokens,
+        cached_input_tokens=turn.usage.cached_input_tokens,
+        output_tokens=turn.usage.output_tokens,
+        cost_usd=turn.cost_usd,
+    )
+
+
+def _logged(message: Message, turn: ModelTurn | None = None) -> dict[str, Any]:
+    """A message as it goes into transcript.json, with the call's usage for the model's turns."""
+    content: list[dict[str, Any]] = []
+    for block in message.content:
+        if isinstance(block, Text):
+            content.append({"type": "text", "text": block.text})
+        elif isinstance(block, ToolUse):
+            content.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+                | ({"error": block.error} if block.error else {})
+            )
+        else:
+            content.append(
+                {
+                    "type": "tool_result",
+                    "id": block.id,
+                    "output": block.output,
+                    "is_error": block.is_error,
+                }
+            )
+    entry: dict[str, Any] = {"role": message.role, "content": content}
+    if turn is not None:
+        entry["call"] = {
+            "model": turn.model,
+            "stop": turn.stop,
+            "usage": asdict(turn.usage),
+            "cost_usd": turn.cost_usd,
+            "attempts": turn.attempts,
+            "seconds": round(turn.seconds, 3),
+        }
+    return entry

@@ -1,0 +1,181 @@
+"""The prompt of one proposal, from the templates in `prompts/`.
+
+Three parts: the system prompt (role and rules) and the task (program.md, prepare.py) never
+change during a night, so they come first and are byte-identical across proposals: providers
+cache them. The experiment part (history, what changed, the best train.py) comes last and is
+kept under `max_bytes` by summarising older history, never by cutting the code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
+
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+FAILED = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.INVALID)
+_DESCRIPTION_CAP = 160
+
+
+@dataclass(frozen=True)
+class Prompt:
+    system: str
+    task: str  # the stable, cacheable part of the first message
+    experiment: str  # what changes from one proposal to the next
+
+    @property
+    def stable_bytes(self) -> int:
+        return _size(self.system) + _size(self.task)
+
+    @property
+    def size(self) -> int:
+        return self.stable_bytes + _size(self.experiment)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How much history to show; shrunk step by step until the prompt fits."""
+
+    recent: int = 40
+    keeps: int = 20
+    failures: int = 3
+    tail_bytes: int = 3000
+    diff_bytes: int = 12_000
+
+    def smaller(self) -> _Shape | None:
+        if self.recent <= 1 and self.failures == 0 and self.diff_bytes <= 500:
+            return None
+        return _Shape(
+            recent=max(self.recent // 2, 1),
+            keeps=max(self.keeps // 2, 1),
+            failures=self.failures - 1 if self.tail_bytes <= 500 else self.failures,
+            tail_bytes=max(self.tail_bytes // 2, 500),
+            diff_bytes=max(self.diff_bytes // 2, 500),
+        )
+
+
+def build_prompt(context: ProposalContext, max_bytes: int) -> Prompt:
+    """The prompt for this proposal, at most `max_bytes` unless the fixed parts alone are larger."""
+    better, better_than = _better(context.direction)
+    system = _template("system.md").substitute(
+        metric=context.metric, better=better, better_than=better_than
+    )
+    task = _template("task.md").substitute(
+        program=context.program.strip(), prepare=context.prepare_source.rstrip()
+    )
+    shape: _Shape | None = _Shape()
+    prompt = Prompt(system, task, "")
+    while shape is not None:
+        prompt = Prompt(system, task, _experiment(context, shape))
+        if prompt.size <= max_bytes:
+            break
+        shape = shape.smaller()
+    return prompt
+
+
+def _experiment(context: ProposalContext, shape: _Shape) -> str:
+    return _template("experiment.md").substitute(
+        experiment=context.experiment,
+        history=history(context, shape),
+        changes=_capped(context.best_diff.strip(), shape.diff_bytes, "diff")
+        or "Nothing yet: the best is still the baseline.",
+        train=context.train_source.rstrip(),
+    )
+
+
+def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
+    """A bounded summary of the ledger: totals, the kept changes, the latest experiments and the
+    output of the latest failures."""
+    rows = [r for r in context.history if r.experiment > 0]
+    if not rows:
+        return "No experiments yet besides the baseline."
+    baseline = next((r for r in context.history if r.experiment == 0), None)
+    counts = Counter(r.status.value for r in rows)
+    lines = [
+        f"{len(rows)} experiments so far: "
+        + ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        + "."
+    ]
+    if baseline is not None:
+        lines.append(f"Baseline: {context.metric} = {_metric(baseline)}.")
+    if context.best is not None and context.best.experiment > 0:
+        lines.append(
+            f"Best: {context.metric} = {_metric(context.best)} at experiment "
+            f"{context.best.experiment} ({_describe(context.best)})."
+        )
+    keeps = [r for r in rows if r.status is Verdict.KEEP]
+    if keeps:
+        lines += ["", "Kept changes, oldest first (the path from the baseline to the best):"]
+        if len(keeps) > shape.keeps:
+            lines.append(f"... {len(keeps) - shape.keeps} earlier keeps")
+        lines += [_row(r) for r in keeps[-shape.keeps :]]
+    recent = rows[-shape.recent :]
+    older = rows[: -shape.recent] if len(rows) > shape.recent else []
+    if older:
+        older_counts = Counter(r.status.value for r in older)
+        lines += [
+            "",
+            f"Experiments 1-{older[-1].experiment} in short: "
+            + ", ".join(f"{status} {n}" for status, n in sorted(older_counts.items()))
+            + ".",
+        ]
+    lines += ["", "Latest experiments, oldest first:"] + [_row(r) for r in recent]
+    lines += _failures(context, rows, shape)
+    return "\n".join(lines)
+
+
+def _failures(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape) -> list[str]:
+    failed = [r for r in rows if r.status in FAILED and r.experiment in context.output_tails]
+    if not failed or shape.failures <= 0:
+        return []
+    lines = ["", "The end of the output of the latest failures:"]
+    for row in failed[-shape.failures :]:
+        tail = context.output_tails[row.experiment]
+        lines += [
+            "",
+            f"Experiment {row.experiment} ({row.status.value}): {_describe(row)}",
+            "```",
+            _capped(tail.rstrip(), shape.tail_bytes, "output", keep_end=True),
+            "```",
+        ]
+    return lines
+
+
+def _row(row: ExperimentRecord) -> str:
+    return f"#{row.experiment:<5} {row.status.value:<8} {_metric(row):>12}  {_describe(row)}"
+
+
+def _metric(row: ExperimentRecord) -> str:
+    return "-" if row.metric is None else f"{row.metric:.6g}"
+
+
+def _describe(row: ExperimentRecord) -> str:
+    text = " ".join(row.description.split())
+    return text if len(text) <= _DESCRIPTION_CAP else text[: _DESCRIPTION_CAP - 3] + "..."
+
+
+def _capped(text: str, limit: int, what: str, keep_end: bool = False) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    kept = data[-limit:] if keep_end else data[:limit]
+    cut = kept.decode("utf-8", errors="ignore")
+    note = f"[... {len(data) - limit} more bytes of {what} not shown ...]"
+    return f"{note}\n{cut}" if keep_end else f"{cut}\n{note}"
+
+
+def _better(direction: Direction) -> tuple[str, str]:
+    if direction is Direction.MINIMIZE:
+        return "as low as possible", "lower than"
+    return "as high as possible", "higher than"
+
+
+def _template(name: str) -> Template:
+    return Template((PROMPTS / name).read_text(encoding="utf-8"))
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
