@@ -4,8 +4,10 @@ seams.py       the records and Protocols that cross module boundaries
 errors.py      errors that stop a run with a one-line message
 task.py        the task folder contract, read without running anything
 config.py      overnight.toml, prepare.py constants and CLI flags, resolved into Settings
+model_config.py  the [agent] settings of the model providers
 edit_tool.py   the agent's one tool, `edit`, bound to train.py
-agents/        the agents that propose experiments (mutate, replay)
+agents/        the agents that propose experiments (mutate, replay, a model)
+providers/     the model seam: Anthropic, OpenAI and litellm adapters, retries, costs
 experiment.py  setup, training and evaluation of one train.py, in containers
 decision.py    keep or not: a pure function
 gitops.py      the worktree and branch overnight/<tag>, commits and guarded resets
@@ -14,5 +16,6 @@ night.py       the loop that wires all of the above
 live.py        the terminal view
 status.py      `overnight status`
 validate.py    `overnight validate`
+doctor.py      `overnight doctor`
 cli.py         argument parsing
 """

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+PROVIDERS = ["mutate", "replay", "anthropic", "openai", "litellm"]
+
 
 def default_tag() -> str:
     return datetime.date.today().strftime("%b%d").lower()
@@ -29,9 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--tag", default=None, help="name of the run (default: today's date, e.g. nov26)"
     )
-    run.add_argument("--provider", choices=["mutate", "replay"], help="agent (default: mutate)")
+    _agent_arguments(run)
     run.add_argument("--script", type=Path, help="JSONL proposals for --provider replay")
     run.add_argument("--seed", type=int, help="seed of the mutate agent")
+    run.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop before a model call that could take this tag's spend past USD dollars",
+    )
     run.add_argument(
         "--max-experiments", type=int, help="stop after N proposals in this tag (baseline excluded)"
     )
@@ -61,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("task", type=Path)
 
+    doctor = commands.add_parser(
+        "doctor", help="check the key, the model, the Docker engine and the image"
+    )
+    doctor.add_argument("task", type=Path, nargs="?", help="task folder whose settings to check")
+    _agent_arguments(doctor)
+
     image = commands.add_parser("image", help="manage the default image")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_commands.add_parser(
@@ -68,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     return parser
+
+
+def _agent_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="agent (default: mutate, or [agent] in overnight.toml)",
+    )
+    parser.add_argument("--model", help="model name for anthropic, openai or litellm")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +124,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.validate import validate
 
         return validate(args.task.resolve())
+    if args.command == "doctor":
+        from harness.doctor import doctor
+
+        task = args.task.resolve() if args.task else None
+        return doctor(task, {"provider": args.provider, "model": args.model})
     from sandbox.docker_sandbox import connect
     from sandbox.image import build_default_image
 
@@ -122,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         "provider": args.provider,
         "script": args.script.resolve() if args.script else None,
         "seed": args.seed,
+        "model": args.model,
+        "max_cost": args.max_cost,
     }
     for name in ("max_experiments", "max_hours", "max_consecutive_crashes"):
         value = getattr(args, name)

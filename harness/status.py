@@ -46,7 +46,29 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
         "baseline": _summary(next((r for r in rows if r.experiment == 0), None)),
         "best": _summary(keeps[-1] if keeps else None),
         "branch": f"overnight/{tag}",
+        "tokens": _tokens(run_dir),
+        "cost_usd": round(sum(r.cost_usd for r in rows), 6),
     }
+
+
+def _tokens(run_dir: RunDir) -> dict[str, int]:
+    """Model tokens of the tag's proposals, summed from the proposal events."""
+    totals = dict.fromkeys(("calls", "input", "cached_input", "output"), 0)
+    if not run_dir.events.exists():
+        return totals
+    with open(run_dir.events, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if '"proposal"' not in line:
+                continue
+            try:
+                usage = json.loads(line).get("usage") or {}
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            totals["calls"] += int(usage.get("calls", 0))
+            totals["input"] += int(usage.get("input_tokens", 0))
+            totals["cached_input"] += int(usage.get("cached_input_tokens", 0))
+            totals["output"] += int(usage.get("output_tokens", 0))
+    return totals
 
 
 def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
@@ -74,6 +96,13 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(
             f"best: {best['metric']:.6g} at experiment {best['experiment']} "
             f"({best['commit']}): {best['description']}"
+        )
+    tokens = report["tokens"]
+    if tokens["calls"]:
+        lines.append(
+            f"model: {tokens['calls']} calls, {tokens['input']} input tokens "
+            f"({tokens['cached_input']} cached), {tokens['output']} output, "
+            f"${report['cost_usd']:.4f}"
         )
     lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
     return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""`overnight doctor [TASK]`: is everything a night needs ready? The key, one tiny request to the
+configured model, the Docker engine and the image. It prints one line per check and changes
+nothing (no repository, no run folder, no image build).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import OvernightError
+
+
+def doctor(
+    task_dir: Path | None, overrides: dict[str, Any], out: Callable[[str], None] = print
+) -> int:
+    """Returns 0 when everything is ready, 2 otherwise."""
+    problems: list[str] = []
+
+    def check(ok: str | None, problem: str | None = None) -> None:
+        if problem:
+            problems.append(problem)
+            out(f"problem: {problem}")
+        elif ok:
+            out(f"ok: {ok}")
+
+    agent, image, has_dockerfile = _settings(task_dir, overrides, check)
+    if agent is not None:
+        _check_agent(agent, check)
+    _check_docker(image, has_dockerfile, task_dir, check)
+    out("ready" if not problems else f"not ready: {len(problems)} problem(s)")
+    return 2 if problems else 0
+
+
+def _settings(task_dir: Path | None, overrides: dict[str, Any], check) -> tuple[Any, Any, bool]:
+    """The agent config, the configured image and whether the task has a Dockerfile."""
+    from harness.config import MutateAgentConfig, resolve_settings
+    from harness.model_config import MODEL_AGENTS
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if task_dir is None:
+            provider = overrides.get("provider", "mutate")
+            if provider not in MODEL_AGENTS:
+                return MutateAgentConfig(), None, False
+            fields = {k: overrides[k] for k in ("model",) if k in overrides}
+            return (
+                MODEL_AGENTS[provider].model_validate({"provider": provider, **fields}),
+                None,
+                False,
+            )
+        from harness.task import load_task
+
+        task = load_task(task_dir)
+        settings = resolve_settings(task, overrides)
+    except OvernightError as err:
+        for line in str(err).splitlines():
+            check(None, line)
+        return None, None, False
+    except ValueError as err:  # a flag pydantic refused
+        check(None, " ".join(str(err).split()))
+        return None, None, False
+    check(f"settings of {task.root} are valid")
+    return settings.agent, settings.image, task.has_dockerfile
+
+
+def _check_agent(config: Any, check) -> None:
+    from harness.model_config import ModelAgentConfig
+
+    if not isinstance(config, ModelAgentConfig):
+        check(f"agent {config.provider}: offline, needs no key")
+        return
+    from harness.providers import check_ready, make_adapter, prices
+
+    name = f"{config.provider} {config.model}"
+    try:
+        check_ready(config)
+    except OvernightError as err:
+        check(None, str(err))
+        return
+    check(f"{name}: SDK installed, credentials in the environment")
+    known = prices(config)
+    if known is None:
+        check(f"{name}: no known prices; cost is recorded as 0 unless [agent.prices] is set")
+    else:
+        check(
+            f"{name}: prices from {known.source}: ${known.input * 1e6:g} input, "
+            f"${known.output * 1e6:g} output per million tokens"
+        )
+    _tiny_request(make_adapter(config), config, name, known, check)
+
+
+def _tiny_request(model, config, name: str, known, check) -> None:
+    from harness.agents.llm import EDIT
+    from harness.providers.base import Message, ModelRequest, ProviderError, Text
+
+    request = ModelRequest(
+        system="You are checking that the connection works.",
+        messages=[Message("user", (Text("Reply with the single word: ready"),))],
+        tools=[EDIT],
+        max_output_tokens=config.max_output_tokens,
+    )
+    started = time.monotonic()
+    try:
+        turn = model.complete(request)
+    except ProviderError as err:
+        check(None, str(err))
+        return
+    cost = f", ${known.cost(turn.usage):.6f}" if known else ""
+    check(
+        f"{name} answered in {time.monotonic() - started:.1f}s ({turn.usage.input_tokens} input, "
+        f"{turn.usage.output_tokens} output tokens{cost})"
+    )
+
+
+def _check_docker(image: str | None, has_dockerfile: bool, task_dir: Path | None, check) -> None:
+    from sandbox.docker_sandbox import connect
+    from sandbox.image import DEFAULT_IMAGE, image_exists
+
+    try:
+        client = connect()
+    except OvernightError as err:
+        check(None, str(err))
+        return
+    check("Docker engine reachable")
+    if image is None and has_dockerfile:
+        check(
+            f"image: built from {task_dir / 'Dockerfile' if task_dir else 'Dockerfile'} at the first run"
+        )
+        return
+    name = image or DEFAULT_IMAGE
+    if image_exists(client, name):
+        check(f"image {name} is on this machine")
+    elif image is None:
+        check(None, f"image {name} is not built yet: run `overnight image build`")
+    else:
+        check(None, f"image {name} is not on this machine; load or build it first")
