@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-budget", type=float, help="seconds the training may use")
     run.add_argument("--timeout", type=float, help="hard limit per training run, in seconds")
     run.add_argument("--image", help="Docker image to run in (must already be on this machine)")
+    run.add_argument(
+        "--sandbox",
+        choices=["docker", "local"],
+        help="docker (default), or local for machines without Docker: weaker isolation",
+    )
 
     status = commands.add_parser("status", help="what a run has done so far")
     status.add_argument("task", type=Path)
@@ -68,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a task folder and say what a run would do"
     )
     validate.add_argument("task", type=Path)
+    validate.add_argument("--sandbox", choices=["docker", "local"], help="check this backend")
 
     doctor = commands.add_parser(
         "doctor", help="check the key, the model, the Docker engine and the image"
@@ -123,7 +129,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from harness.validate import validate
 
-        return validate(args.task.resolve())
+        return validate(args.task.resolve(), overrides={"sandbox": args.sandbox})
     if args.command == "doctor":
         from harness.doctor import doctor
 
@@ -147,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         "time_budget": args.time_budget,
         "timeout": args.timeout,
         "image": args.image,
+        "sandbox": args.sandbox,
         "provider": args.provider,
         "script": args.script.resolve() if args.script else None,
         "seed": args.seed,

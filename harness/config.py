@@ -138,6 +138,12 @@ class TaskConfig(Strict):
     direction: Direction | None = Field(None, description="minimize or maximize.")
     time_budget: float | None = Field(None, description="Seconds the training may use.")
     timeout: float | None = Field(None, description="Hard limit; default 2 x time_budget + 60.")
+    confirm_runs: int = Field(
+        0,
+        ge=0,
+        description="Re-run a new best this many times before keeping it; it is kept only if "
+        "every run beats the previous best, with its worst run as its metric.",
+    )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     agent: AgentConfig = Field(default_factory=MutateAgentConfig)
     edit: EditConfig = Field(default_factory=EditConfig)
@@ -157,6 +163,7 @@ class Settings(Strict):
     agent: AgentConfig
     edit: EditConfig
     night: NightConfig
+    confirm_runs: int = 0
 
 
 def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Settings:
@@ -209,7 +216,10 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
         timeout=timeout or 2 * time_budget + 60,
         protected=task.has_evaluate,
         image=overrides.get("image", config.sandbox.image),
-        sandbox=config.sandbox,
+        confirm_runs=config.confirm_runs,
+        sandbox=config.sandbox.model_copy(
+            update={"backend": overrides.get("sandbox", config.sandbox.backend)}
+        ),
         agent=agent,
         edit=config.edit,
         night=config.night,

@@ -24,3 +24,28 @@ def decide(
 
 def is_better(metric: float, best: float, direction: Direction) -> bool:
     return metric < best if direction is Direction.MINIMIZE else metric > best
+
+
+def confirm(
+    metrics: list[float | None], best: float, direction: Direction
+) -> tuple[Verdict, float | None, str]:
+    """Judge a new best by its worst run: the first run and every confirmation must give a finite
+    metric strictly better than the previous best. The kept metric is the worst run, so later
+    candidates are compared with what this train.py reached every time. Returns the verdict, the
+    metric for the ledger and a note for the description."""
+    runs = len(metrics)
+    for index, metric in enumerate(metrics):
+        if metric is None or not math.isfinite(metric) or not is_better(metric, best, direction):
+            return (
+                Verdict.DISCARD,
+                metrics[0],
+                f"not confirmed: run {index + 1} of {runs} gave {_show(metric)}, "
+                f"not better than {best:.6g}",
+            )
+    finite = [m for m in metrics if m is not None]
+    worst = max(finite) if direction is Direction.MINIMIZE else min(finite)
+    return Verdict.KEEP, worst, f"confirmed by {runs} runs: {', '.join(map(_show, metrics))}"
+
+
+def _show(metric: float | None) -> str:
+    return "no valid metric" if metric is None else f"{metric:.6g}"

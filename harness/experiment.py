@@ -23,7 +23,7 @@ import math
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sandbox
@@ -58,6 +58,22 @@ class Measurement:
     metric: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     note: str = ""
+
+
+def combine_runs(runs: list[Measurement], metric: float | None, note: str) -> Measurement:
+    """One measurement standing for a run and its confirmations: their total time, the largest
+    peak memory, and the metric the decision settled on."""
+    first = runs[0]
+    train = replace(
+        first.train,
+        wall_s=sum(r.train.wall_s for r in runs),
+        peak_memory_bytes=max(r.train.peak_memory_bytes for r in runs),
+    )
+    evaluation = first.evaluation
+    if evaluation is not None:
+        wall = sum(r.evaluation.wall_s for r in runs if r.evaluation is not None)
+        evaluation = replace(evaluation, wall_s=wall)
+    return Measurement(train, evaluation, metric, first.metrics, note)
 
 
 class SetupFailed(TaskError):

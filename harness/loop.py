@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
-from harness.decision import decide
+from harness.decision import confirm, decide
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
-from harness.experiment import Experimenter, Measurement
+from harness.experiment import Experimenter, Measurement, combine_runs
 from harness.gitops import Worktree
 from harness.ledger import RunDir
 from harness.live import View
@@ -30,6 +30,7 @@ from harness.seams import (
     ExperimentRecord,
     Proposal,
     ProposalContext,
+    RunStatus,
     StopNight,
     Usage,
     Verdict,
@@ -208,14 +209,17 @@ class Night:
         try:
             measurement = self._pausing(lambda: self._measure(number, editor.source))
             crashpoint("measured")
+            verdict = decide(
+                measurement.train.status, measurement.metric, best.metric, self.settings.direction
+            )
+            if verdict is Verdict.KEEP and self.settings.confirm_runs:
+                measurement, verdict = self._confirm(number, editor.source, measurement, best)
+                description += f" [{measurement.note}]"
         except BaseException:
             # An abort or a stop while paused: never leave a candidate as the branch head.
             self.worktree.discard(commit, self.best_commit, number)
             self.run_dir.event("interrupted", experiment=number, commit=commit)
             raise
-        verdict = decide(
-            measurement.train.status, measurement.metric, best.metric, self.settings.direction
-        )
         if verdict is Verdict.KEEP:
             self.best_commit = commit
         else:
@@ -267,8 +271,21 @@ class Night:
             best_diff=self.worktree.diff(self.rows[0].commit, self.best_commit),
         )
 
-    def _measure(self, number: int, source: str) -> Measurement:
-        self.view.phase(number, "training", self.settings.timeout)
+    def _confirm(
+        self, number: int, source: str, first: Measurement, best: ExperimentRecord
+    ) -> tuple[Measurement, Verdict]:
+        """Re-run a new best `confirm_runs` times; every run must beat the previous best."""
+        runs = [first]
+        for index in range(1, self.settings.confirm_runs + 1):
+            runs.append(self._pausing(lambda i=index: self._measure(number, source, i)))
+        metrics = [r.metric if r.train.status is RunStatus.OK else None for r in runs]
+        assert best.metric is not None
+        verdict, metric, note = confirm(metrics, best.metric, self.settings.direction)
+        return combine_runs(runs, metric, note), verdict
+
+    def _measure(self, number: int, source: str, confirmation: int = 0) -> Measurement:
+        phase = "confirming" if confirmation else "training"
+        self.view.phase(number, phase, self.settings.timeout)
         measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
         train = measurement.train
         output = (
@@ -281,10 +298,12 @@ class Night:
                 f"\n# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n"
                 f"{ev.output_tail}"
             )
-        self.run_dir.write_artifact(number, "output.txt", output)
+        name = f"output-confirm-{confirmation}.txt" if confirmation else "output.txt"
+        self.run_dir.write_artifact(number, name, output)
         self.run_dir.event(
             "run",
             experiment=number,
+            confirmation=confirmation,
             train_status=train.status.value,
             exit_code=train.exit_code,
             train_seconds=train.wall_s,

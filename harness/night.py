@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.agents import make_agent
+from harness.backends import LOCAL_IMAGE, isolation, open_sandbox
 from harness.budget import Budget, until_deadline
-from harness.config import Settings, parse_size, resolve_settings
+from harness.config import Settings, resolve_settings
 from harness.errors import GitError, InfrastructureFault, TaskError
 from harness.gitops import RepoPlace, Worktree, locate_repo, uncommitted_task_files
 from harness.ledger import RunDir
@@ -60,8 +61,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     settings = resolve_settings(task, options.overrides)
     agent = make_agent(settings.agent, log=view.message)
     budget = _budget(options, settings)
-    client = _try_connect(settings)
-    image = _image(client, settings, task, view) if client is not None else None
+    local = settings.sandbox.backend == "local"
+    client = None if local else _try_connect(settings)
+    image = LOCAL_IMAGE if local else _image(client, settings, task, view) if client else None
     place = _clean_repo(task, view)
     run_dir = RunDir(task.root, options.tag)
     run_dir.create()
@@ -70,7 +72,7 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
         unclean = read_state(run_dir.root).get("state") in ("running", "paused")
         write_state(run_dir.root, "running")
         try:
-            if client is None:
+            if client is None and not local:
                 client = _wait_for_engine(settings, run_dir, view)
                 image = _image(client, settings, task, view)
             assert image is not None
@@ -88,7 +90,7 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
 
 
 def _run(task, settings, agent, client, image, place, run_dir, view, budget, unclean) -> str:
-    from sandbox.docker_sandbox import DockerSandbox, Limits, remove_leftovers
+    from sandbox.docker_sandbox import remove_leftovers
 
     _check_same_evaluator(run_dir, task, settings, image)
     worktree = Worktree(place, run_dir.tag, run_dir.worktree)
@@ -96,18 +98,10 @@ def _run(task, settings, agent, client, image, place, run_dir, view, budget, unc
     worktree.clear_stale_locks()
     if unclean:
         worktree.check_integrity()
-    remove_leftovers(client)
-    limits = Limits(
-        memory_bytes=parse_size(settings.sandbox.memory),
-        cpus=settings.sandbox.cpus,
-        pids=settings.sandbox.pids,
-        tmpfs_bytes=parse_size(settings.sandbox.tmpfs),
-        output_cap_bytes=parse_size(settings.sandbox.output_cap),
-    )
-    sandbox = DockerSandbox(
-        limits, run_id=f"{run_dir.tag}-{os.getpid()}", client=client,
-        api_timeout=settings.sandbox.api_timeout,
-    )
+    if client is not None:
+        remove_leftovers(client)
+    run_id = f"{run_dir.tag}-{os.getpid()}"
+    sandbox = open_sandbox(settings, client, image, run_id, view.message)
     from harness.experiment import Experimenter
 
     experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache)
@@ -117,7 +111,8 @@ def _run(task, settings, agent, client, image, place, run_dir, view, budget, unc
     finally:
         # If the engine is gone, the next start removes what is left.
         with contextlib.suppress(InfrastructureFault):
-            remove_leftovers(sandbox.client, run_id=sandbox.run_id)
+            if client is not None:
+                remove_leftovers(getattr(sandbox, "client", client), run_id=run_id)
 
 
 def _budget(options: RunOptions, settings: Settings) -> Budget:
@@ -207,6 +202,7 @@ def _check_same_evaluator(run_dir: RunDir, task: Task, settings: Settings, image
         "settings": settings.model_dump(mode="json"),
         "image": image,
         "prepare_sha256": task.prepare_hash,
+        "isolation": isolation(settings),
     }
     if run_dir.config.exists():
         before = json.loads(run_dir.config.read_text())

@@ -41,6 +41,7 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
         "metric": settings.get("metric"),
         "direction": settings.get("direction"),
         "protected": settings.get("protected"),
+        "isolation": config.get("isolation", "docker"),
         "experiments": sum(1 for r in rows if r.experiment > 0),
         "counts": dict(Counter(r.status.value for r in rows)),
         "baseline": _summary(next((r for r in rows if r.experiment == 0), None)),
@@ -87,7 +88,8 @@ def format_status(report: dict[str, Any]) -> str:
     lines = [
         f"tag {report['tag']} ({_state_line(report)}), "
         f"{report['experiments']} experiments, metric {report['metric']} ({report['direction']})"
-        + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]"),
+        + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]")
+        + ("" if report["isolation"] == "docker" else "  [WEAKER ISOLATION: --sandbox local]"),
         "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
     ]
     if base:

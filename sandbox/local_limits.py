@@ -4,7 +4,7 @@
 
 Each NAME is an RLIMIT_ name (DATA, CPU, FSIZE, NPROC, NOFILE, CORE); a limit the OS does not
 offer, or one above the current hard limit, is skipped. On Linux the command is also killed when
-the harness dies.
+the harness dies, and no setuid program can raise its privileges (no-new-privileges).
 """
 
 import os
@@ -32,7 +32,9 @@ def main(argv):
         try:
             import ctypes
 
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            libc = ctypes.CDLL(None)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no setuid binary raises us
         except (OSError, AttributeError):
             pass
     program, *args = argv[split + 1 :]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.decision import decide, is_better
+from harness.decision import confirm, decide, is_better
 from harness.seams import Direction, RunStatus, Verdict
 
 MIN, MAX = Direction.MINIMIZE, Direction.MAXIMIZE
@@ -90,3 +90,27 @@ def test_better_is_strict_and_one_sided(direction) -> None:
         for b in values:
             if a != b:
                 assert is_better(a, b, direction) != is_better(b, a, direction)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "best", "direction", "verdict", "kept_metric", "note"),
+    [
+        # Every run beats the best: kept, with the worst run as its metric.
+        ([0.5, 0.7, 0.6], 1.0, MIN, Verdict.KEEP, 0.7, "confirmed by 3 runs: 0.5, 0.7, 0.6"),
+        ([2.0, 1.5], 1.0, MAX, Verdict.KEEP, 1.5, "confirmed by 2 runs"),
+        # One confirmation no better than the best: discarded, with the first run's metric.
+        ([0.5, 1.0], 1.0, MIN, Verdict.DISCARD, 0.5, "run 2 of 2 gave 1, not better than 1"),
+        ([0.5, 0.6, 3.0], 1.0, MIN, Verdict.DISCARD, 0.5, "run 3 of 3 gave 3"),
+        ([2.0, 0.9], 1.0, MAX, Verdict.DISCARD, 2.0, "not confirmed"),
+        # A confirmation without a valid metric (crash, timeout, NaN) is not a confirmation.
+        ([0.5, None], 1.0, MIN, Verdict.DISCARD, 0.5, "run 2 of 2 gave no valid metric"),
+        ([0.5, NAN], 1.0, MIN, Verdict.DISCARD, 0.5, "not confirmed"),
+        ([0.5, -INF], 1.0, MIN, Verdict.DISCARD, 0.5, "not confirmed"),
+    ],
+)
+def test_a_new_best_is_kept_only_if_every_confirmation_beats_the_best(
+    metrics, best, direction, verdict, kept_metric, note
+):
+    got_verdict, got_metric, got_note = confirm(metrics, best, direction)
+    assert (got_verdict, got_metric) == (verdict, kept_metric)
+    assert note in got_note
