@@ -63,7 +63,6 @@ class SandboxConfig(Strict):
     api_timeout: float = Field(
         60.0, description="Seconds any one call to the Docker engine may take before it counts as hung."
     )
-
     backend: Literal["docker", "local"] = Field(
         "docker",
         description="docker: a fresh locked-down container per step. local: a process on this "

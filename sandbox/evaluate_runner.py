@@ -98,7 +98,7 @@ def no_memory_reading():
         import ctypes
 
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, ImportError):
         pass
 
 

@@ -35,7 +35,7 @@ def main(argv):
             libc = ctypes.CDLL(None)
             libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
             libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no setuid binary raises us
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, ImportError):
             pass
     program, *args = argv[split + 1 :]
     os.execvp(program, [program, *args])

@@ -136,7 +136,7 @@ class _Process:
 
     def command(self) -> list[str]:
         first, *rest = self.spec.command
-        python = python_for(self.uid())
+        python = python_for(run_ids()[0])
         program = python if first in ("python3", "python") else first
         shim = self.root / "limits.py"  # a copy, so the run's uid can read it wherever we live
         shutil.copy(_LIMITS_SHIM, shim)
@@ -177,7 +177,7 @@ class _Process:
         env = {name: self.map(value) for name, value in self.spec.env.items()}
         env.setdefault("HOME", str(self.root / "tmp"))
         env["TMPDIR"] = str(self.root / "tmp")
-        python = Path(python_for(self.uid())).parent
+        python = Path(python_for(run_ids()[0])).parent
         env["PATH"] = os.pathsep.join([str(python), "/usr/local/bin", "/usr/bin", "/bin"])
         return env
 
@@ -274,7 +274,7 @@ def _set_subreaper(on: bool) -> None:
         return
     import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
+    with contextlib.suppress(OSError, AttributeError, ImportError):
         ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 

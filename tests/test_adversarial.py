@@ -528,8 +528,9 @@ def test_each_hostile_program_gets_the_right_verdict(night, case):
 def test_the_edit_tool_reaches_no_other_file(night):
     row = night.row("asks the edit tool for another file")
     transcript = json.loads(
-        (night.task / ".overnight/h/experiments" / f"{row.experiment:04d}" / "transcript.json")
-        .read_text()
+        (
+            night.task / ".overnight/h/experiments" / f"{row.experiment:04d}" / "transcript.json"
+        ).read_text()
     )
     outputs = [call["output"] for call in transcript["calls"]]
     assert all(call["is_error"] for call in transcript["calls"])
