@@ -14,6 +14,14 @@ What is measured, per mode (protected: train + evaluate containers; inline: trai
 Cross-checks from the ledger: the gaps between consecutive `decision` events in events.jsonl
 (mean and median), and the in-container wall time the sandbox recorded (`seconds` column).
 
+What the hardening costs, against the same bare `docker run --rm IMAGE true`:
+  * hardened docker run: the same CLI command with every flag our sandbox sets (built from
+    `container_options`, the options every run uses), so the ratio is the engine's cost of the
+    hardening alone;
+  * sandbox.run: one container through our DockerSandbox (create, start, wait, logs, remove);
+  * sandbox.run + output volume: the same with the experiment's tmpfs output volume and its
+    keeper container (created and removed each time, as each experiment does).
+
 Usage: .venv/bin/python bench/overhead.py [--experiments N] [--skip-inline]
 Nothing is asserted; it prints a table. The temporary task folders are removed afterwards.
 """
@@ -30,15 +38,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.config import ReplayAgentConfig
+from harness.config import SandboxConfig, parse_size
 from harness.live import View
 from harness.night import NightSummary, RunOptions, run_night
-from sandbox.docker_sandbox import LABEL, LABEL_PID
+from harness.seams import RunSpec, ScratchMount
+from sandbox.docker_sandbox import LABEL, LABEL_PID, DockerSandbox, EngineUnavailable
+from sandbox.hardening import Limits, container_options
 from sandbox.image import DEFAULT_IMAGE
 
 PROGRAM = "# Overhead benchmark\n\ntrain.py does nothing; the metric is a constant.\n"
@@ -77,8 +87,9 @@ class Mode:
     containers: int  # per experiment
 
 
-PROTECTED = Mode("protected", PREPARE_PROTECTED, "pass\n", 2)
-INLINE = Mode("inline", PREPARE_INLINE, 'print("score: 1.0")\n', 1)
+# Containers per experiment: train (+ evaluate), and the keeper of the output volume.
+PROTECTED = Mode("protected", PREPARE_PROTECTED, "pass\n", 3)
+INLINE = Mode("inline", PREPARE_INLINE, 'print("score: 1.0")\n', 2)
 
 
 @dataclass
@@ -117,7 +128,7 @@ def night(task: Path, script: Path, tag: str, experiments: int) -> tuple[float, 
     options = RunOptions(
         task_dir=task,
         tag=tag,
-        overrides={"agent": ReplayAgentConfig(provider="replay", script=script)},
+        overrides={"provider": "replay", "script": script},
         max_experiments=experiments,
     )
     started = time.perf_counter()
@@ -162,17 +173,72 @@ def measure_harness(parent: Path, mode: Mode, experiments: int) -> HarnessResult
     )
 
 
-def bare_docker(command: list[str], times: int) -> list[float]:
+def bare_docker(command: list[str], times: int, flags: list[str] | None = None) -> list[float]:
     walls = []
     for _ in range(times):
         started = time.perf_counter()
         subprocess.run(
-            ["docker", "run", "--rm", DEFAULT_IMAGE, *command],
+            ["docker", "run", "--rm", *(flags or []), DEFAULT_IMAGE, *command],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         walls.append(time.perf_counter() - started)
     return walls
+
+
+def default_limits() -> Limits:
+    config = SandboxConfig()
+    return Limits(
+        memory_bytes=parse_size(config.memory),
+        cpus=config.cpus,
+        pids=config.pids,
+        tmpfs_bytes=parse_size(config.tmpfs),
+        output_cap_bytes=parse_size(config.output_cap),
+    )
+
+
+def hardened_flags() -> list[str]:
+    """`docker run` flags for every option our sandbox sets on a run (labels aside)."""
+    o = container_options(RunSpec(DEFAULT_IMAGE, ["true"], [], {}, 30), default_limits(), {})
+    flags = ["--network", o["network_mode"], "--user", o["user"], "--ipc", o["ipc_mode"]]
+    flags += ["--shm-size", str(o["shm_size"]), "--pids-limit", str(o["pids_limit"])]
+    flags += ["--memory", str(o["mem_limit"]), "--memory-swap", str(o["memswap_limit"])]
+    flags += ["--cpus", f"{o['nano_cpus'] / 1e9:g}", "--log-driver", o["log_config"].type]
+    flags += ["--read-only"] * o["read_only"] + ["--init"] * o["init"]
+    flags += [f"--tmpfs={path}:{opts}" for path, opts in o["tmpfs"].items()]
+    flags += [f"--cap-drop={cap}" for cap in o["cap_drop"]]
+    flags += [f"--security-opt={opt}" for opt in o["security_opt"]]
+    flags += [f"--ulimit={u['Name']}={u['Soft']}:{u['Hard']}" for u in o["ulimits"]]
+    flags += [f"--log-opt={k}={v}" for k, v in o["log_config"].config.items()]
+    return flags
+
+
+def sandbox_runs(times: int, volume: bool) -> list[float]:
+    """One `true` container at a time through DockerSandbox, optionally in an output volume.
+    A run the sandbox reports as an engine fault is repeated (and said), as a night would."""
+    sandbox = DockerSandbox(default_limits(), run_id=f"bench-{os.getpid()}")
+    spec = RunSpec(DEFAULT_IMAGE, ["true"], [], {}, 30, purpose="bench")
+    size = parse_size(SandboxConfig().output_dir_size)
+
+    def once() -> None:
+        if not volume:
+            sandbox.run(spec)
+            return
+        with sandbox.scratch(size) as scratch:
+            sandbox.run(replace(spec, mounts=[ScratchMount(scratch, "/overnight/output", False)]))
+
+    walls: list[float] = []
+    faults = 0
+    while len(walls) < times + 1:  # the first is a warm-up: a new image is probed once
+        started = time.perf_counter()
+        try:
+            once()
+        except EngineUnavailable as fault:
+            faults += 1
+            print(f"    engine fault, repeated: {fault}", flush=True)
+            continue
+        walls.append(time.perf_counter() - started)
+    return walls[1:]
 
 
 def leftovers(*filters: str) -> list[str]:
@@ -211,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bare docker run x{n} (true, then python3 -c pass)", flush=True)
     bare_true = bare_docker(["true"], n)
     bare_python = bare_docker(["python3", "-c", "pass"], n)
+    print(f"  hardened docker run x{n}, sandbox.run x{n}, with the output volume x{n}", flush=True)
+    hardened = bare_docker(["true"], n, hardened_flags())
+    in_sandbox = sandbox_runs(n, volume=False)
+    with_volume = sandbox_runs(n, volume=True)
 
     print()
     print("measured: harness s/exp = (t_N - t_0) / N, each the wall time of a whole run_night")
@@ -252,6 +322,21 @@ def main(argv: list[str] | None = None) -> int:
         statistics.mean(bare_python),
         statistics.median(bare_python),
         1,
+    )
+    line("hardened docker run ... true", statistics.mean(hardened), statistics.median(hardened), 1)
+    line("sandbox.run(true)", statistics.mean(in_sandbox), statistics.median(in_sandbox), 1)
+    line(
+        "  + output volume and keeper",
+        statistics.mean(with_volume),
+        statistics.median(with_volume),
+        2,
+    )
+    print()
+    print(
+        f"hardening overhead: hardened / bare `docker run --rm {DEFAULT_IMAGE} true` = "
+        f"{statistics.mean(hardened) / bare_mean:.2f} (CLI, the same command with our flags); "
+        f"sandbox.run / bare = {statistics.mean(in_sandbox) / bare_mean:.2f}; "
+        f"with the output volume = {statistics.mean(with_volume) / bare_mean:.2f}"
     )
     print()
     print(
