@@ -47,3 +47,37 @@ def open_sandbox(settings: Settings, client: Any, image: str, run_id: str, say) 
 def isolation(settings: Settings) -> str:
     """One word for config.json and status: how strongly train.py is isolated."""
     return "weaker (--sandbox local)" if settings.sandbox.backend == "local" else "docker"
+
+
+def engine_checks(client: Any, task_dir: Any) -> list[tuple[str | None, str | None]]:
+    """`overnight doctor`'s hardening lines, as (ok, problem) pairs: the engine's seccomp, and the
+    task's runtime, GPUs and backend where a task is given."""
+    from harness.config import resolve_settings
+    from harness.errors import OvernightError
+    from harness.task import load_task
+
+    info = client.info()
+    checks: list[tuple[str | None, str | None]] = []
+    if "name=seccomp" in " ".join(info.get("SecurityOptions") or []):
+        checks.append(("hardening: the engine applies its default seccomp profile", None))
+    else:
+        checks.append((None, "the Docker engine reports no seccomp: enable it in dockerd"))
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    try:
+        settings = resolve_settings(load_task(task_dir)) if task_dir is not None else None
+    except OvernightError:
+        settings = None  # the settings check reports it
+    runtime = settings.sandbox.runtime if settings else None
+    if runtime and runtime not in runtimes:
+        checks.append((None, f"sandbox.runtime = {runtime!r} is not installed in the engine"))
+    else:
+        installed = "installed" if "runsc" in runtimes else "not installed"
+        checks.append(
+            (f"hardening: runtime {runtime or 'runc'} (gVisor's runsc {installed})", None)
+        )
+    if settings and settings.sandbox.gpus:
+        checks.append(("hardening: GPUs are requested; the first run checks the engine", None))
+    if settings and settings.sandbox.backend == "local":
+        checks.append(("hardening: --sandbox local: WEAKER ISOLATION (no Docker)", None))
+    checks.append(("hardening: `overnight validate TASK` lists every item", None))
+    return checks

@@ -125,6 +125,10 @@ def _check_docker(image: str | None, has_dockerfile: bool, task_dir: Path | None
         check(None, str(err))
         return
     check("Docker engine reachable")
+    from harness.backends import engine_checks
+
+    for ok, problem in engine_checks(client, task_dir):
+        check(ok, problem)
     if image is None and has_dockerfile:
         check(
             f"image: built from {task_dir / 'Dockerfile' if task_dir else 'Dockerfile'} at the first run"

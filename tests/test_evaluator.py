@@ -298,15 +298,18 @@ def test_a_runtime_the_engine_lacks_stops_the_run_in_one_line_before_anything_ru
     tmp_path, capsys, docker_client
 ):
     task = value_task(tmp_path, **{"overnight.toml": '[sandbox]\nruntime = "runsc"\n'})
-    before = {c.id for c in docker_client.containers.list(all=True)}
     code, out = run_cli("run", str(task), "--tag", "g", capsys=capsys)
     assert code == 2
     errors = [line for line in out.splitlines() if line.startswith("overnight:")]
     assert len(errors) == 1 and "sandbox.runtime = 'runsc' is not installed" in errors[0]
     assert not (task / ".overnight/g/results.tsv").read_text().strip().count("\n")
-    assert {c.id for c in docker_client.containers.list(all=True)} == before
+    mine = {"label": [f"org.overnight.pid={os.getpid()}"]}
+    assert docker_client.containers.list(all=True, filters=mine) == []
     code, out = run_cli("validate", str(task), capsys=capsys)
     assert code == 2 and "problem: sandbox.runtime = 'runsc' is not installed" in out
+    code, out = run_cli("doctor", str(task), capsys=capsys)
+    assert code == 2 and "problem: sandbox.runtime = 'runsc' is not installed" in out
+    assert "ok: hardening: the engine applies its default seccomp profile" in out
 
 
 def test_validate_reports_every_hardening_item_and_a_weaker_local_sandbox(
