@@ -8,8 +8,9 @@ model_config.py  the [agent] settings of the model providers
 edit_tool.py   the agent's one tool, `edit`, bound to train.py
 agents/        the agents that propose experiments (mutate, replay, a model)
 providers/     the model seam: Anthropic, OpenAI and litellm adapters, retries, costs
+backends.py    the night's sandbox from the settings: Docker, or --sandbox local
 experiment.py  setup, training and evaluation of one train.py, in containers
-decision.py    keep or not: a pure function
+decision.py    keep or not, and confirmation runs: pure functions
 gitops.py      the worktree and branch overnight/<tag>, commits and guarded resets
 ledger.py      results.tsv, events.jsonl and per-experiment files
 night.py       the loop that wires all of the above

@@ -68,7 +68,7 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     run_dir = RunDir(task.root, options.tag)
     run_dir.create()
     with RunLock(run_dir.root):
-        log = _harness_log(run_dir)
+        log = view.log = _harness_log(run_dir)
         unclean = read_state(run_dir.root).get("state") in ("running", "paused")
         write_state(run_dir.root, "running")
         try:
