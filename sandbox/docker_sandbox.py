@@ -135,7 +135,7 @@ class DockerSandbox:
             try:
                 exit_code = int(container.wait(timeout=min(remaining, interval))["StatusCode"])
                 break
-            except requests.exceptions.ConnectionError as err:
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as err:
                 if not _is_read_timeout(err):
                     raise
                 interval = min(interval * 2, 0.5)
