@@ -1,6 +1,14 @@
 """Where untrusted code runs.
 
 docker_sandbox.py   one fresh, locked-down container per step, with a deadline and a classified result
+hardening.py        every container's options in one place, the engine checks, the hardening report
+volumes.py          the size-capped output directory: a tmpfs volume per experiment and its keeper
+users.py            the uids of training, evaluation and call_train's workers
+local_sandbox.py    --sandbox local: the same contract as host processes, with weaker isolation
+local_limits.py     sets rlimits, then becomes the command (local runs)
+process_tree.py     finds and kills every process a local run started
 image.py            the default image built offline (debootstrap), task Dockerfiles, image checks
 evaluate_runner.py  runs prepare.evaluate() inside the evaluator container (mounted read-only)
+overnight_eval.py   call_train, for evaluators that must call train.py (imported by prepare.py)
+train_worker.py     one call into train.py, in a process of its own (started by call_train)
 """

@@ -27,6 +27,7 @@ from pathlib import Path
 from harness.errors import OvernightError
 from harness.seams import Mount, RunResult, RunSpec, RunStatus, Scratch, ScratchMount
 from sandbox.hardening import Limits
+from sandbox.process_tree import OrphansComeToUs, kill_group, processes_of
 from sandbox.users import NOBODY, run_ids
 
 WARNING = (
@@ -159,7 +160,7 @@ class _Process:
             "CPU": int(self.spec.timeout_s) + 1,
             "NOFILE": 4096,
             "CORE": 0,
-            "NPROC": _processes_of(self.uid()) + limits.pids if _LINUX else None,
+            "NPROC": processes_of(self.uid()) + limits.pids if _LINUX else None,
         }
         writable = [
             m.scratch.size_bytes
@@ -187,7 +188,7 @@ class _Process:
         uid = self.uid()
         switch = uid != os.getuid()
         self.started = time.monotonic()
-        with _orphans_come_to_us() as orphans:
+        with OrphansComeToUs() as orphans:
             process = subprocess.Popen(
                 self.command(),
                 cwd=self.map(self.spec.workdir),
@@ -203,7 +204,7 @@ class _Process:
             reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
             reader.start()
             code, peak, timed_out = self._wait(process.pid)
-            _kill_group(process.pid)
+            kill_group(process.pid)
             orphans.kill_all(exclude=process.pid)
             reader.join(timeout=5)
         wall = time.monotonic() - self.started
@@ -223,7 +224,7 @@ class _Process:
             if done:
                 return os.waitstatus_to_exitcode(status), _maxrss_bytes(usage), False
             if time.monotonic() >= deadline:
-                _kill_group(pid)
+                kill_group(pid)
                 _, status, usage = os.wait4(pid, 0)
                 return None, _maxrss_bytes(usage), True
             time.sleep(0.02)
@@ -243,77 +244,6 @@ class _Process:
         if "MemoryError" in output[-4096:] or code == -signal.SIGKILL:
             return RunStatus.OOM  # the memory limit made an allocation fail
         return RunStatus.CRASH
-
-
-class _orphans_come_to_us:
-    """Linux: while a run lives, its orphans are re-parented to this process (a subreaper), so
-    children that outlive their parent, even in a session of their own, are found and killed."""
-
-    def __enter__(self) -> _orphans_come_to_us:
-        self.before = set(_children_of(os.getpid()))
-        _set_subreaper(True)
-        return self
-
-    def kill_all(self, exclude: int) -> None:
-        for _ in range(200):
-            strays = [p for p in _children_of(os.getpid()) if p not in self.before | {exclude}]
-            if not strays:
-                return
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-
-    def __exit__(self, *exc: object) -> None:
-        _set_subreaper(False)
-
-
-def _set_subreaper(on: bool) -> None:
-    if not _LINUX:
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError, ImportError):
-        ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def _children_of(pid: int) -> list[int]:
-    if not _LINUX:
-        return []
-    children = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.append(int(entry.name))
-        elif int(fields[1]) == pid:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(int(entry.name), os.WNOHANG)  # a zombie of ours: reap it
-    return children
-
-
-def _processes_of(uid: int) -> int:
-    """How many threads the uid runs now (RLIMIT_NPROC counts them all, not just ours)."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{entry.name}/status").read_text()
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                if int(fields["Uid"].split()[0]) == uid:
-                    count += int(fields.get("Threads", "1"))
-    return count
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def _maxrss_bytes(usage: resource.struct_rusage) -> int:

@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from harness.seams import RunSpec, Scratch, ScratchMount
+from harness.seams import RunSpec, RunStatus, Scratch, ScratchMount
 from sandbox.hardening import container_options
 from sandbox.users import run_ids
 
-KEEPER_COMMAND = ["sleep", "2147483647"]
+# `sleep` where the image has it; images without coreutils (distroless) still have python3.
+KEEPER_COMMANDS = (
+    ["sleep", "2147483647"],
+    ["python3", "-c", "import signal\nwhile True: signal.pause()"],
+)
 _KEEPER_TIMEOUT_S = 24 * 3600.0
 
 
@@ -61,26 +65,37 @@ def ensure_keepers(sandbox: Any, spec: RunSpec) -> None:
     from sandbox.docker_sandbox import LABEL, LABEL_PID, LABEL_PURPOSE, LABEL_RUN
 
     keepers = _keepers(sandbox)
+    labels = {
+        LABEL: "1",
+        LABEL_RUN: sandbox.run_id,
+        LABEL_PURPOSE: "keeper",
+        LABEL_PID: str(os.getpid()),
+    }
     for mount in spec.mounts:
         if not isinstance(mount, ScratchMount) or keepers.get(mount.scratch.name, 1) is not None:
             continue
         keep = RunSpec(
             image=spec.image,
-            command=KEEPER_COMMAND,
+            command=_keeper_command(sandbox, spec.image),
             mounts=[ScratchMount(mount.scratch, "/overnight/keep", read_only=True)],
             env={},
             timeout_s=_KEEPER_TIMEOUT_S,
             purpose="keeper",
         )
-        labels = {
-            LABEL: "1",
-            LABEL_RUN: sandbox.run_id,
-            LABEL_PURPOSE: "keeper",
-            LABEL_PID: str(os.getpid()),
-        }
-        keeper = sandbox.client.containers.create(**container_options(keep, sandbox.limits, labels))
-        keepers[mount.scratch.name] = keeper
+        options = container_options(keep, sandbox.limits, labels)
+        keeper = keepers[mount.scratch.name] = sandbox.client.containers.create(**options)
         keeper.start()
+
+
+def _keeper_command(sandbox: Any, image: str) -> list[str]:
+    """`sleep` if the image has it (asked once per image: the init process would hide a missing
+    program by exiting at once), else python3."""
+    chosen: dict[str, list[str]] = sandbox.__dict__.setdefault("_keeper_commands", {})
+    if image not in chosen:
+        probe = RunSpec(image, ["sleep", "0"], [], {}, timeout_s=30, purpose="probe")
+        works = sandbox.run(probe).status is RunStatus.OK
+        chosen[image] = KEEPER_COMMANDS[0] if works else KEEPER_COMMANDS[1]
+    return chosen[image]
 
 
 def remove_stale_volumes(client) -> int:

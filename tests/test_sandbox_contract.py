@@ -225,3 +225,23 @@ def test_gpus_on_an_engine_without_gpu_support_are_refused_in_one_line(
     with pytest.raises(HardeningError) as refused:
         check_engine(docker_client, limits, DEFAULT_IMAGE)
     assert "\n" not in str(refused.value) and "sandbox.gpus" in str(refused.value)
+
+
+def test_an_image_without_sleep_keeps_its_output_volume_with_python(docker_sandbox, monkeypatch):
+    from sandbox import volumes
+
+    monkeypatch.setattr(
+        volumes, "_keeper_command", lambda sandbox, image: volumes.KEEPER_COMMANDS[1]
+    )
+    env = {"OUT": "/overnight/out"}
+    with docker_sandbox.scratch(1 * MiB) as scratch:
+        writable = [ScratchMount(scratch, "/overnight/out", read_only=False)]
+        docker_sandbox.run(python("open('/overnight/out/a', 'w').write('kept')", mounts=writable))
+        read = docker_sandbox.run(
+            python(
+                "print(open('/overnight/out/a').read())",
+                mounts=[ScratchMount(scratch, "/overnight/out")],
+                env=env,
+            )
+        )
+    assert read.output_tail.strip() == "kept"
