@@ -292,6 +292,12 @@ with open(os.path.join(os.environ["OVERNIGHT_OUTPUT_DIR"], "value.txt"), "w") as
     ]
     assert (task / ".overnight/k/experiments/0002/output-confirm-2.txt").exists()
     assert "VALUE = 3.0" in git(task, "show", "overnight/k:train.py")
+    # The weaker isolation of --sandbox local is said at the start, in config.json and by status.
+    assert "--sandbox local: WEAKER ISOLATION" in out
+    config = json.loads((task / ".overnight/k/config.json").read_text())
+    assert config["isolation"] == "weaker (--sandbox local)"
+    code, out = run_cli("status", str(task), "--tag", "k", capsys=capsys)
+    assert "[WEAKER ISOLATION: --sandbox local]" in out.splitlines()[0]
 
 
 def test_a_runtime_the_engine_lacks_stops_the_run_in_one_line_before_anything_runs(
