@@ -161,8 +161,9 @@ def run_worker(
 ) -> tuple[str, str, bytes]:
     """Run one call in a fresh worker; returns (status, detail, reply bytes).
 
-    With `user`, the worker runs as that uid (the caller must be root) and afterwards every
-    process of that uid is killed; without, it runs as the caller in its own session.
+    `paths` is (train.py, the folder of prepare.py). With `user`, the worker runs as that uid
+    (the caller must be root) and afterwards every process of that uid is killed; without, it
+    runs as the caller in a session of its own, which is killed.
     """
     train_file, prepare_dir = paths
     request_fd, reply_fd = _anonymous_file(), _anonymous_file()
