@@ -8,6 +8,7 @@ rows. Run: .venv/bin/python bench/soak.py [--experiments 1000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,11 @@ print(f"score: {score}")
 def make_task(root: Path) -> Path:
     task = root / "instant"
     task.mkdir()
-    for name, text in {"program.md": "Raise the score.\n", "prepare.py": PREPARE, "train.py": TRAIN}.items():
+    for name, text in {
+        "program.md": "Raise the score.\n",
+        "prepare.py": PREPARE,
+        "train.py": TRAIN,
+    }.items():
         (task / name).write_text(text)
     return task
 
@@ -38,15 +43,28 @@ def make_task(root: Path) -> Path:
 def memory_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a live process, in KiB."""
     fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
     )
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 def soak(task: Path, experiments: int) -> dict[str, object]:
     ledger = task / ".overnight/soak/results.tsv"
-    command = [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "soak",
-               "--max-experiments", str(experiments), "--seed", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(task),
+        "--tag",
+        "soak",
+        "--max-experiments",
+        str(experiments),
+        "--seed",
+        "1",
+    ]
     started = time.monotonic()
     night = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marks = sorted({100, experiments})
@@ -59,10 +77,8 @@ def soak(task: Path, experiments: int) -> dict[str, object]:
         for mark in marks:
             # The last sample is taken just before the process ends (at N - 1 rows or more).
             if mark not in memory and rows >= min(mark, experiments - 1):
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     memory[mark] = memory_kib(night.pid)
-                except FileNotFoundError:
-                    pass
         time.sleep(0.2)
     elapsed = time.monotonic() - (first_row_at or started)
     return {"seconds": elapsed, "memory": memory, "returncode": night.returncode}
@@ -72,8 +88,11 @@ def time_status(task: Path, repeats: int = 5) -> float:
     best = float("inf")
     for _ in range(repeats):
         begun = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "harness.cli", "status", str(task), "--tag", "soak", "--json"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "harness.cli", "status", str(task), "--tag", "soak", "--json"],
+            check=True,
+            capture_output=True,
+        )
         best = min(best, time.perf_counter() - begun)
     return best
 
@@ -107,16 +126,22 @@ def main() -> None:
             sys.exit(f"the soak night failed with exit code {result['returncode']}")
         seconds = float(result["seconds"])  # type: ignore[arg-type]
         memory: dict[int, tuple[int, int]] = result["memory"]  # type: ignore[assignment]
-        print(f"soak: {args.experiments} experiments in {seconds:.0f}s "
-              f"= {args.experiments / seconds * 3600:.0f} experiments per hour")
+        print(
+            f"soak: {args.experiments} experiments in {seconds:.0f}s "
+            f"= {args.experiments / seconds * 3600:.0f} experiments per hour"
+        )
         for mark, (rss, hwm) in sorted(memory.items()):
-            print(f"harness memory at {mark:>5} experiments: resident {rss / 1024:.1f} MiB, "
-                  f"peak {hwm / 1024:.1f} MiB")
+            print(
+                f"harness memory at {mark:>5} experiments: resident {rss / 1024:.1f} MiB, "
+                f"peak {hwm / 1024:.1f} MiB"
+            )
         small = time_status(task)
         big_task = grow_ledger(task, 10_000)
         big = time_status(big_task)
-        print(f"`overnight status --json`: {small * 1000:.0f} ms at {args.experiments} rows, "
-              f"{big * 1000:.0f} ms at 10,000 rows (ratio {big / small:.2f})")
+        print(
+            f"`overnight status --json`: {small * 1000:.0f} ms at {args.experiments} rows, "
+            f"{big * 1000:.0f} ms at 10,000 rows (ratio {big / small:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def no_leftover_containers(docker_client):
     """Fails the test if it leaves any container that overnight started from this process."""
     yield
     mine = f"{LABEL}.pid={os.getpid()}"
-    left = docker_client.containers.list(all=True, filters={"label": [mine]})
+    left = docker_client.containers.list(ignore_removed=True, all=True, filters={"label": [mine]})
     assert left == [], f"containers left behind: {[c.name for c in left]}"
 
 

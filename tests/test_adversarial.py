@@ -472,7 +472,7 @@ def night(request, tmp_path_factory, docker_client) -> HostileNight:
         before=before,
         after=after,
         hook_marker=hook_marker,
-        containers_left=docker_client.containers.list(all=True, filters=mine),
+        containers_left=docker_client.containers.list(ignore_removed=True, all=True, filters=mine),
         volumes_left=docker_client.volumes.list(filters=mine),
     )
 

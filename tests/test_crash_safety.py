@@ -84,7 +84,9 @@ def test_killed_at_any_step_boundary_a_resumed_night_ends_as_an_uninterrupted_on
         assert git(task, "status", "--porcelain") == ""
         boundary += 1
     assert boundary > 12  # setup, baseline and every step of two experiments were crossed
-    left = docker_client.containers.list(all=True, filters={"label": ["org.overnight"]})
+    left = docker_client.containers.list(
+        ignore_removed=True, all=True, filters={"label": ["org.overnight"]}
+    )
     assert [c for c in left if c.labels.get("org.overnight.run", "").startswith("boundary-")] == []
 
 
@@ -112,14 +114,14 @@ def test_kill_9_during_a_long_experiment_the_container_dies_on_time_and_the_nigh
     deadline = time.monotonic() + 60
     while not (
         task / ".overnight/k/experiments/0001/diff.patch"
-    ).exists() or not docker_client.containers.list(filters=training):
+    ).exists() or not docker_client.containers.list(ignore_removed=True, filters=training):
         assert time.monotonic() < deadline and night.poll() is None
         time.sleep(0.1)
     killed_at = time.monotonic()
     night.send_signal(signal.SIGKILL)
     night.wait()
     # Nobody is left to enforce the deadline from outside; the container still dies by it.
-    while docker_client.containers.list(filters=training):
+    while docker_client.containers.list(ignore_removed=True, filters=training):
         assert time.monotonic() - killed_at < 3 + 5 + 5, "the container outlived its deadline"
         time.sleep(0.2)
     assert (
@@ -136,7 +138,9 @@ def test_kill_9_during_a_long_experiment_the_container_dies_on_time_and_the_nigh
     ]
     assert "VALUE = 5.0" in git(task, "show", "overnight/k:train.py")
     mine = {"label": [f"org.overnight.pid={night.pid}"]}
-    assert docker_client.containers.list(all=True, filters=mine) == []  # removed at the restart
+    assert (
+        docker_client.containers.list(ignore_removed=True, all=True, filters=mine) == []
+    )  # removed at the restart
     assert any(e["event"] == "reconciled" for e in events(task, "k"))
 
 
@@ -219,7 +223,7 @@ def test_an_engine_that_hangs_pauses_the_night_and_it_goes_on_when_the_engine_an
             "run",
             str(task),
             "--tag",
-            "h",
+            "hung-engine",
             "--provider",
             "replay",
             "--script",
@@ -230,15 +234,17 @@ def test_an_engine_that_hangs_pauses_the_night_and_it_goes_on_when_the_engine_an
         proxy.stop()
     assert done.returncode == 0, done.stderr
     assert proxy.creates_seen > 5
-    kinds = [e["event"] for e in events(task, "h")]
+    kinds = [e["event"] for e in events(task, "hung-engine")]
     assert "pause" in kinds and "resume" in kinds
-    assert [(r.description, r.status.value) for r in results(task, "h")] == [
+    assert [(r.description, r.status.value) for r in results(task, "hung-engine")] == [
         ("baseline", "keep"),
         ("to 1", "keep"),
     ]
-    assert "VALUE = 1.0" in git(task, "show", "overnight/h:train.py")
-    left = docker_client.containers.list(all=True, filters={"label": ["org.overnight.run"]})
-    assert [c.name for c in left if c.labels["org.overnight.run"].startswith("h-")] == []
+    assert "VALUE = 1.0" in git(task, "show", "overnight/hung-engine:train.py")
+    left = docker_client.containers.list(
+        ignore_removed=True, all=True, filters={"label": ["org.overnight.run"]}
+    )
+    assert [c.name for c in left if c.labels["org.overnight.run"].startswith("hung-engine-")] == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")

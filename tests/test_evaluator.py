@@ -310,7 +310,7 @@ def test_a_runtime_the_engine_lacks_stops_the_run_in_one_line_before_anything_ru
     assert len(errors) == 1 and "sandbox.runtime = 'runsc' is not installed" in errors[0]
     assert not (task / ".overnight/g/results.tsv").read_text().strip().count("\n")
     mine = {"label": [f"org.overnight.pid={os.getpid()}"]}
-    assert docker_client.containers.list(all=True, filters=mine) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters=mine) == []
     code, out = run_cli("validate", str(task), capsys=capsys)
     assert code == 2 and "problem: sandbox.runtime = 'runsc' is not installed" in out
     code, out = run_cli("doctor", str(task), capsys=capsys)

@@ -424,7 +424,7 @@ def wait_for_training(night, task, docker_client, experiment: int) -> None:
         assert time.monotonic() < deadline and night.poll() is None, "the candidate never started"
         time.sleep(0.1)
     training = {"label": [f"org.overnight.pid={night.pid}", "org.overnight.purpose=train"]}
-    while not docker_client.containers.list(filters=training):
+    while not docker_client.containers.list(ignore_removed=True, filters=training):
         assert time.monotonic() < deadline, "no training container for the candidate"
         time.sleep(0.1)
 
@@ -458,7 +458,7 @@ def test_one_signal_finishes_the_current_experiment_then_stops(tmp_path, docker_
     assert "VALUE = 2.0" in git(task, "show", "overnight/sig:train.py")
     assert (
         docker_client.containers.list(
-            all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
+            ignore_removed=True, all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
         )
         == []
     )
@@ -488,7 +488,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_the_best_commit_and_no_container
     assert "aborted" in out and "Run the same tag again" in out
     assert (
         docker_client.containers.list(
-            all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
+            ignore_removed=True, all=True, filters={"label": [f"org.overnight.pid={night.pid}"]}
         )
         == []
     )

@@ -25,8 +25,14 @@ print(f"score: {score}")
 def instant_task(folder: Path) -> Path:
     """An inline task: one container per experiment, and the experiment itself takes no time."""
     return committed_repo(
-        write_task(folder, {"program.md": "Raise the score.\n", "prepare.py": INSTANT_PREPARE,
-                            "train.py": INSTANT_TRAIN})
+        write_task(
+            folder,
+            {
+                "program.md": "Raise the score.\n",
+                "prepare.py": INSTANT_PREPARE,
+                "train.py": INSTANT_TRAIN,
+            },
+        )
     )
 
 
@@ -40,8 +46,19 @@ def sample(pid: int) -> tuple[int, int]:
 def test_a_thousand_experiments_keep_memory_flat_and_leak_nothing(tmp_path, docker_client):
     task = instant_task(tmp_path / "instant")
     ledger = task / ".overnight/soak/results.tsv"
-    command = [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "soak",
-               "--max-experiments", "1000", "--seed", "7"]
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(task),
+        "--tag",
+        "soak",
+        "--max-experiments",
+        "1000",
+        "--seed",
+        "7",
+    ]
     night = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     samples: dict[int, tuple[int, int]] = {}
     while night.poll() is None:
@@ -60,9 +77,12 @@ def test_a_thousand_experiments_keep_memory_flat_and_leak_nothing(tmp_path, dock
     assert rss_900 - rss_100 < 30 * 1024, f"memory grew from {rss_100} to {rss_900} KiB"
     assert fds_900 <= fds_100 + 3, f"file descriptors grew from {fds_100} to {fds_900}"
     mine = {"label": [f"org.overnight.pid={night.pid}"]}
-    assert docker_client.containers.list(all=True, filters=mine) == []
-    status = subprocess.run([sys.executable, "-m", "harness.cli", "status", str(task), "--json"],
-                            capture_output=True, text=True)
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters=mine) == []
+    status = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "status", str(task), "--json"],
+        capture_output=True,
+        text=True,
+    )
     report = json.loads(status.stdout)
     assert report["experiments"] == 1000 and report["state"] == "finished"
     assert sum(report["counts"].values()) == 1001
