@@ -124,7 +124,7 @@ class DockerSandbox:
         peak = 0
         exit_code: int | None = None
         timed_out = False
-        interval = 0.05  # short at first, so the peak memory of a short run is seen
+        interval = 0.1  # short at first, so the peak memory of a short run is seen
         while True:
             peak = max(peak, _cgroup_peak(container.id))
             remaining = deadline - time.monotonic()
@@ -136,7 +136,7 @@ class DockerSandbox:
                 exit_code = int(container.wait(timeout=min(remaining, interval))["StatusCode"])
                 break
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as err:
-                if not _is_read_timeout(err):
+                if not _is_timeout(err):
                     raise
                 interval = min(interval * 2, 0.5)
         wall = time.monotonic() - started
@@ -182,14 +182,23 @@ def connect(api_timeout: float = 60.0):
     return client
 
 
-def _is_read_timeout(err: Exception) -> bool:
-    """docker-py reports a wait() that timed out as a ConnectionError wrapping a read timeout."""
+def _is_timeout(err: Exception) -> bool:
+    """A poll that ran out of time (reading, or connecting on a loaded machine), not a dead engine.
+
+    docker-py reports a wait() that timed out as a ConnectionError wrapping urllib3's timeout.
+    """
     import requests.exceptions
     import urllib3.exceptions
 
-    return isinstance(err, requests.exceptions.ReadTimeout) or any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in err.args
-    )
+    if isinstance(err, requests.exceptions.Timeout):
+        return True
+    for arg in err.args:
+        reason = getattr(arg, "reason", arg)  # MaxRetryError wraps the real cause
+        if isinstance(arg, urllib3.exceptions.TimeoutError) or isinstance(
+            reason, urllib3.exceptions.TimeoutError
+        ):
+            return True
+    return False
 
 
 def remove_leftovers(client, run_id: str | None = None) -> int:
