@@ -60,7 +60,9 @@ def until_deadline(clock: str, now: datetime.datetime) -> datetime.datetime:
         hour, minute = (int(part) for part in clock.split(":"))
         target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
     except ValueError:
-        raise ValueError(f"--until takes HH:MM in 24-hour time, e.g. 07:30 (got {clock!r})") from None
+        raise ValueError(
+            f"--until takes HH:MM in 24-hour time, e.g. 07:30 (got {clock!r})"
+        ) from None
     if target <= now:
         target += datetime.timedelta(days=1)
     return target

@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--until", metavar="HH:MM", help="stop before an experiment that would end after this time"
     )
     run.add_argument(
-        "--max-consecutive-crashes", type=int, metavar="K",
+        "--max-consecutive-crashes",
+        type=int,
+        metavar="K",
         help="stop after K crashes or timeouts in a row (default 10; 0: never)",
     )
     run.add_argument("--metric", help="metric name (overrides overnight.toml and prepare.py)")

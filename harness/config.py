@@ -61,7 +61,8 @@ class SandboxConfig(Strict):
     setup_timeout: float = Field(1800.0, description="Seconds `python prepare.py` may take.")
     eval_timeout: float = Field(600.0, description="Seconds `evaluate(output_dir)` may take.")
     api_timeout: float = Field(
-        60.0, description="Seconds any one call to the Docker engine may take before it counts as hung."
+        60.0,
+        description="Seconds any one call to the Docker engine may take before it counts as hung.",
     )
     backend: Literal["docker", "local"] = Field(
         "docker",

@@ -16,11 +16,15 @@ from harness.errors import GitError
 from harness.task import CONFIG, DOCKERFILE, TASK_FILES
 
 _SAFE = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "commit.gpgsign=false",
     # Objects and refs reach the disk before git says a commit or reset is done.
-    "-c", "core.fsync=committed",
-    "-c", "core.fsyncMethod=fsync",
+    "-c",
+    "core.fsync=committed",
+    "-c",
+    "core.fsyncMethod=fsync",
 )
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "overnight",

@@ -97,7 +97,9 @@ class Night:
                 self._baseline()
             while True:
                 if self.signals.requested:
-                    return f"stopped by {self.signals.requested}; run the same tag again to continue"
+                    return (
+                        f"stopped by {self.signals.requested}; run the same tag again to continue"
+                    )
                 reason = self.budget.exhausted(self.rows, time.time())
                 if reason:
                     return reason
@@ -334,7 +336,11 @@ class Night:
 
     def _skip(self, number: int, description: str, problem: str) -> None:
         row = ExperimentRecord(
-            number, "-", None, Verdict.SKIPPED, f"{description} [{problem}]",
+            number,
+            "-",
+            None,
+            Verdict.SKIPPED,
+            f"{description} [{problem}]",
             cost_usd=self.usage.cost_usd,
         )
         self._append(row, reason=problem)
@@ -342,7 +348,9 @@ class Night:
     def _append(self, row: ExperimentRecord, **details: Any) -> None:
         self.run_dir.record(row)
         self.rows.append(row)
-        self.run_dir.event("decision", experiment=row.experiment, status=row.status.value, **details)
+        self.run_dir.event(
+            "decision", experiment=row.experiment, status=row.status.value, **details
+        )
         self.view.result(row, self.best)
 
 

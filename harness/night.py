@@ -76,7 +76,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
                 client = _wait_for_engine(settings, run_dir, view)
                 image = _image(client, settings, task, view)
             assert image is not None
-            reason = _run(task, settings, agent, client, image, place, run_dir, view, budget, unclean)
+            reason = _run(
+                task, settings, agent, client, image, place, run_dir, view, budget, unclean
+            )
         except StopNight as stop:
             write_state(run_dir.root, "stopped", reason=str(stop))
             log.info("stopped: %s", stop)
@@ -118,7 +120,10 @@ def _run(task, settings, agent, client, image, place, run_dir, view, budget, unc
 def _budget(options: RunOptions, settings: Settings) -> Budget:
     deadline, flag = None, ""
     if options.max_hours is not None:
-        deadline, flag = time.time() + options.max_hours * 3600, f"--max-hours {options.max_hours:g}"
+        deadline, flag = (
+            time.time() + options.max_hours * 3600,
+            f"--max-hours {options.max_hours:g}",
+        )
     if options.until is not None:
         try:
             moment = until_deadline(options.until, datetime.datetime.now())
@@ -131,7 +136,9 @@ def _budget(options: RunOptions, settings: Settings) -> Budget:
         max_experiments=options.max_experiments,
         deadline=deadline,
         deadline_flag=flag,
-        max_consecutive_crashes=settings.night.max_consecutive_crashes if crashes is None else crashes,
+        max_consecutive_crashes=settings.night.max_consecutive_crashes
+        if crashes is None
+        else crashes,
     )
 
 
@@ -150,7 +157,9 @@ def _wait_for_engine(settings: Settings, run_dir: RunDir, view: View):
     from sandbox.docker_sandbox import connect
 
     night = settings.night
-    policy = PausePolicy(night.pause_first_delay, night.pause_max_delay, night.max_pause_minutes * 60)
+    policy = PausePolicy(
+        night.pause_first_delay, night.pause_max_delay, night.max_pause_minutes * 60
+    )
 
     def on_pause(reason: str, delay: float) -> None:
         run_dir.event("pause", reason=reason, retry_in_s=delay)

@@ -89,7 +89,9 @@ def describe(root: Path) -> dict[str, Any]:
     if name in ("paused", "finished", "stopped"):
         report["reason"] = state.get("reason", "")
     if name == "dead":
-        report["reason"] = "the process ended without finishing; `overnight run` with this tag resumes it"
+        report["reason"] = (
+            "the process ended without finishing; `overnight run` with this tag resumes it"
+        )
     return report
 
 

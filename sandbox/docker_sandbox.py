@@ -65,15 +65,24 @@ class DockerSandbox:
             finally:
                 _remove(container)
         except (requests.exceptions.RequestException, docker.errors.APIError) as err:
-            self._client = None  # reconnect on the next call, the engine may have restarted
+            self._drop_client()  # reconnect on the next call, the engine may have restarted
             raise EngineUnavailable(f"the Docker engine did not answer: {err}") from err
+
+    def _drop_client(self) -> None:
+        """Forget the client and close its pooled connections (else each reconnect leaks them)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def _with_inner_deadline(self, spec: RunSpec) -> RunSpec:
         """Wrap the command in `timeout`, so the container dies on time even if the harness
         itself is killed. Images without a `timeout` program run unwrapped."""
         supported = self._inner_deadline.get(spec.image)
         if supported is None:
-            probe = RunSpec(spec.image, ["timeout", "5", "true"], [], {}, timeout_s=30, purpose="probe")
+            probe = RunSpec(
+                spec.image, ["timeout", "5", "true"], [], {}, timeout_s=30, purpose="probe"
+            )
             supported = self._wait_for(probe).status is RunStatus.OK
             self._inner_deadline[spec.image] = supported
         if not supported:

@@ -155,9 +155,7 @@ def test_a_run_of_crashes_stops_the_night_with_the_reason(tmp_path, capsys):
     assert [r.status.value for r in results(task, "c")] == ["keep", "crash", "crash"]
 
 
-def test_a_bad_until_time_is_a_one_line_error(
-    tmp_path, capsys
-):
+def test_a_bad_until_time_is_a_one_line_error(tmp_path, capsys):
     task = value_task(tmp_path)
     code, out = run_cli("run", str(task), "--tag", "u", "--until", "25:99", capsys=capsys)
     assert code == 2 and "--until takes HH:MM" in out
