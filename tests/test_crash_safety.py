@@ -295,3 +295,29 @@ def test_a_nearly_full_disk_starts_no_experiment_and_leaves_the_state_readable(t
         assert report["experiments"] == 0 and report["best"]["metric"] == 5.0
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_damaged_repository_after_an_unclean_stop_is_refused_with_what_to_do(tmp_path, capsys):
+    task = value_task(tmp_path)
+    script = write_script(
+        tmp_path / "s.jsonl",
+        [
+            {
+                "description": "to 1",
+                "calls": [
+                    {"command": "str_replace", "old_str": "VALUE = 5.0", "new_str": "VALUE = 1.0"}
+                ],
+            }
+        ],
+    )
+    args = ("run", str(task), "--tag", "f", "--provider", "replay", "--script", str(script))
+    code, out = run_cli(*args, "--max-experiments", "1", capsys=capsys)
+    assert code == 0, out
+    # The power failed: the run never said it stopped, and the kept commit's tree was lost.
+    (task / ".overnight/f/state.json").write_text('{"state": "running", "pid": 1}\n')
+    tree = git(task, "rev-parse", "overnight/f^{tree}")
+    (task / ".git/objects" / tree[:2] / tree[2:]).unlink()
+    code, out = run_cli(*args, "--max-experiments", "2", capsys=capsys)
+    assert code == 2
+    assert "`git fsck` found problems" in out and "repair the repository" in out
+    assert [r.experiment for r in results(task, "f")] == [0, 1]
