@@ -481,7 +481,12 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_the_best_commit_and_no_container
     night = start_night(task, script)
     wait_for_training(night, task, docker_client, 1)
     night.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # The second Ctrl-C goes in once the first one has been heard.
+    deadline = time.monotonic() + 30
+    log = task / ".overnight/sig/events.jsonl"
+    while '"event": "stop_requested"' not in log.read_text():
+        assert time.monotonic() < deadline, "the first SIGINT was never heard"
+        time.sleep(0.05)
     night.send_signal(signal.SIGINT)
     out, _ = night.communicate(timeout=30)
     assert night.returncode == 130, out

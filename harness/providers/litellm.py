@@ -17,7 +17,7 @@ from harness.providers.base import (
     error_detail,
     one_line,
 )
-from harness.providers.openai import chat_messages, chat_turn
+from harness.providers.openai import chat_messages, chat_tools, chat_turn
 
 CREDENTIAL_WORDS = ("KEY", "TOKEN", "SECRET", "AWS_")
 
@@ -73,17 +73,7 @@ class LiteLLMModel:
         if self._effort:
             options["reasoning_effort"] = self._effort
         if request.tools:
-            options["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.input_schema,
-                    },
-                }
-                for t in request.tools
-            ]
+            options["tools"] = chat_tools(request.tools)
         try:
             response = self._litellm.completion(
                 model=self.name,

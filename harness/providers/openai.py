@@ -7,6 +7,7 @@ itself; the agent keeps the prefix byte-identical, so `Text.cache` needs no mark
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from harness.providers.base import (
@@ -18,6 +19,7 @@ from harness.providers.base import (
     Text,
     TokenUsage,
     ToolResult,
+    ToolSpec,
     ToolUse,
     classify_status,
     error_detail,
@@ -77,17 +79,7 @@ class OpenAIModel:
         if self._effort:
             options["reasoning_effort"] = self._effort
         if request.tools:
-            options["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.input_schema,
-                    },
-                }
-                for t in request.tools
-            ]
+            options["tools"] = chat_tools(request.tools)
         options |= {
             "model": self.name,
             "messages": chat_messages(request.system, request.messages),
@@ -121,6 +113,21 @@ class OpenAIModel:
         }
         response = self._client.responses.create(**options)
         return _response_turn(response)
+
+
+def chat_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    """Our tool specs as Chat Completions functions (litellm takes the same shape)."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.input_schema,
+            },
+        }
+        for t in tools
+    ]
 
 
 def chat_messages(
