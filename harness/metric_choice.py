@@ -1,0 +1,233 @@
+"""Which printed number is the metric, and which way is better, when nobody declared it.
+
+karpathy's convention: train.py prints `name: value` lines (after a `---` line) and program.md
+names the metric in prose ("get the lowest val_bpb"). `printed_metrics` reads such lines;
+`infer_metric` picks the one program.md names, with its direction from the words around it,
+or else from the name itself (loss -> minimize, accuracy -> maximize). It refuses only when the
+choice is truly ambiguous, saying which names there were and which flag to add. Pure functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.errors import TaskError
+from harness.seams import Direction
+
+_NUMBER = (
+    r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r"|[-+]?(?:nan|inf|infinity)"
+)
+_LINE = re.compile(
+    rf"^[ \t]*([A-Za-z_][\w./@-]*)[ \t]*[:=][ \t]*({_NUMBER})[ \t]*%?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def printed_metrics(output: str) -> dict[str, float]:
+    """Every `name: number` (or `name=number`) line at the start of a line; the last value of
+    each name wins, in order of first appearance. Carriage-return progress bars are lines too."""
+    found: dict[str, float] = {}
+    for name, number in _LINE.findall(output.replace("\r", "\n")):
+        found[name] = float(number.replace(",", ""))
+    return found
+
+
+def printed_metric(output: str, metric: str) -> float | None:
+    """The metric's last printed value, if finite (the name matched without regard to case)."""
+    values = {name.lower(): value for name, value in printed_metrics(output).items()}
+    value = values.get(metric.lower())
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Inferred:
+    metric: str
+    direction: Direction
+    reason: str  # one line: why this metric and this direction
+
+
+_MIN_WORDS = r"lowest|lower|minimi[sz]e[sd]?|minimi[sz]ing|minimum|smallest|smaller|reduce[sd]?|decrease[sd]?"
+_MAX_WORDS = r"highest|higher|maximi[sz]e[sd]?|maximi[sz]ing|maximum|largest|larger|increase[sd]?"
+_CUES = {
+    Direction.MINIMIZE: re.compile(rf"\b(?:{_MIN_WORDS})\b", re.IGNORECASE),
+    Direction.MAXIMIZE: re.compile(rf"\b(?:{_MAX_WORDS})\b", re.IGNORECASE),
+}
+_NEAR_CHARS = 24  # a direction word this close to a mention counts double
+
+_NAME_WORDS = {
+    Direction.MINIMIZE: {
+        "loss", "error", "err", "mse", "rmse", "mae", "mape", "mase", "bpb", "bpc", "perplexity",
+        "ppl", "nll", "wer", "cer", "regret", "drawdown", "cost", "seconds", "secs", "sec", "time",
+        "latency", "runtime", "duration", "ms",
+    },
+    Direction.MAXIMIZE: {
+        "accuracy", "acc", "score", "reward", "revenue", "sharpe", "sortino", "auc", "auroc", "f1",
+        "precision", "recall", "map", "ndcg", "bleu", "rouge", "iou", "dice", "r2", "spearman",
+        "pearson", "pnl", "profit", "return", "returns", "pass", "solved", "win", "winrate",
+        "throughput", "speedup",
+    },
+}  # fmt: skip
+_TIME_WORDS = {"seconds", "secs", "sec", "time", "latency", "runtime", "duration", "ms"}
+_HELD_OUT = {"val", "valid", "validation", "test", "eval", "holdout", "heldout", "final"}
+
+
+def infer_metric(
+    names: Sequence[str],
+    program: str,
+    metric: str | None = None,
+    direction: Direction | None = None,
+    where: str = "train.py's output",
+) -> Inferred:
+    """The metric among `names` (what the baseline printed or evaluate returned) and its direction.
+
+    A `metric` or `direction` already declared is kept; only what is missing is inferred.
+    """
+    if not names:
+        raise TaskError(
+            f"{where} has no `name: number` lines, so there is no metric to pick; print one "
+            '(e.g. `print(f"val_loss: {loss:.6f}")`) or set metric and direction in overnight.toml'
+        )
+    if metric is not None:
+        chosen = _declared(metric, names, where)
+        why = f"{chosen} as declared"
+    else:
+        chosen, why = _choose(names, program, where)
+    if direction is not None:
+        return Inferred(chosen, direction, why)
+    found, how = _direction(chosen, program)
+    if found is None:
+        raise TaskError(
+            f"cannot tell whether {chosen} should go down or up (program.md does not say and the "
+            f"name does not tell): add --direction minimize|maximize, or direction = ... in "
+            "overnight.toml"
+        )
+    quote = how.removeprefix("program.md says ")
+    if quote != how and quote in why:  # one sentence said both: quote it once
+        return Inferred(chosen, found, f"{why.split(':', 1)[0]}, to {found.value}: {quote}")
+    return Inferred(chosen, found, f"{why}; {found.value}: {how}")
+
+
+def _declared(metric: str, names: Sequence[str], where: str) -> str:
+    lowered = {n.lower(): n for n in names}
+    if metric.lower() not in lowered:
+        raise TaskError(
+            f"the metric {metric!r} is not in {where}, which has: {', '.join(names)}; set metric "
+            "to one of these (--metric, or metric in overnight.toml)"
+        )
+    return lowered[metric.lower()]
+
+
+def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
+    scored = {name: _mentions(name, program) for name in names}
+    strong = {n: s for n, (s, _, _) in scored.items() if s}
+    if strong:
+        ranked = sorted(strong, key=lambda n: strong[n], reverse=True)
+        if len(ranked) == 1 or strong[ranked[0]] >= 2 * strong[ranked[1]]:
+            return ranked[0], f'{ranked[0]} is the one program.md names: "{scored[ranked[0]][2]}"'
+        return _ambiguous(names, where, f"program.md names {' and '.join(ranked[:3])} as goals")
+    mentioned = {n: m for n, (_, m, _) in scored.items() if m}
+    if len(mentioned) == 1:
+        name = next(iter(mentioned))
+        return name, f'{name} is the only one program.md mentions: "{scored[name][2]}"'
+    pool = list(mentioned) or list(names)
+    quality = [n for n in pool if _name_direction(n) is not None and not _is_time(n)]
+    held_out = [n for n in quality if _parts(n) & _HELD_OUT]
+    for group, what in ((quality, "metric"), (held_out, "held-out metric"), (pool, "")):
+        if len(group) == 1 and (what or _name_direction(group[0]) is not None):
+            return group[0], f"{group[0]} is the only {what or 'metric-like name'} printed"
+    timings = [n for n in pool if _is_time(n)]
+    if not quality and len(timings) == 1:
+        return timings[0], f"{timings[0]} is the only timing printed"
+    return _ambiguous(names, where, "program.md names none of them as the goal")
+
+
+def _ambiguous(names: Sequence[str], where: str, why: str) -> tuple[str, str]:
+    raise TaskError(
+        f"cannot tell which number is the metric: {where} has {', '.join(names)} and {why}; "
+        f"add --metric NAME (e.g. --metric {names[0]}) or metric = ... in overnight.toml"
+    )
+
+
+def _mentions(name: str, program: str) -> tuple[int, int, str]:
+    """(mentions with a direction word nearby, all mentions, the first telling snippet)."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE)
+    strong, total, snippet = 0, 0, ""
+    for match in pattern.finditer(program):
+        total += 1
+        if _nearest_cue(program, match.start(), match.end()) is not None:
+            strong += 1
+            snippet = snippet or _snippet(program, match.start(), match.end())
+    if not snippet and total:
+        first = pattern.search(program)
+        assert first is not None
+        snippet = _snippet(program, first.start(), first.end())
+    return strong, total, snippet
+
+
+def _direction(name: str, program: str) -> tuple[Direction | None, str]:
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE)
+    votes = {Direction.MINIMIZE: 0, Direction.MAXIMIZE: 0}
+    quotes: dict[Direction, str] = {}
+    for match in pattern.finditer(program):
+        found = _nearest_cue(program, match.start(), match.end())
+        if found is not None:
+            direction, weight = found
+            votes[direction] += weight
+            quotes.setdefault(direction, _snippet(program, match.start(), match.end()))
+    low, high = votes[Direction.MINIMIZE], votes[Direction.MAXIMIZE]
+    if low != high:
+        winner = Direction.MINIMIZE if low > high else Direction.MAXIMIZE
+        return winner, f'program.md says "{quotes[winner]}"'
+    by_name = _name_direction(name)
+    if by_name is not None:
+        return by_name, f"from the name {name}"
+    return None, ""
+
+
+def _nearest_cue(text: str, start: int, end: int) -> tuple[Direction, int] | None:
+    """The direction word nearest to a mention within its sentence, weighted 2 when close."""
+    left, right = _sentence(text, start, end)
+    best: tuple[int, Direction] | None = None
+    for direction, cue in _CUES.items():
+        for match in cue.finditer(text, left, right):
+            distance = start - match.end() if match.end() <= start else match.start() - end
+            if best is None or distance < best[0]:
+                best = (max(distance, 0), direction)
+    if best is None:
+        return None
+    return best[1], 2 if best[0] <= _NEAR_CHARS else 1
+
+
+def _sentence(text: str, start: int, end: int) -> tuple[int, int]:
+    left = max(text.rfind(c, 0, start) for c in ".!?\n") + 1
+    right = min((i for i in (text.find(c, end) for c in ".!?\n") if i != -1), default=len(text))
+    return left, right
+
+
+def _name_direction(name: str) -> Direction | None:
+    parts = _parts(name)
+    hits = {d for d, words in _NAME_WORDS.items() if parts & words}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def _is_time(name: str) -> bool:
+    return bool(_parts(name) & _TIME_WORDS)
+
+
+def _parts(name: str) -> set[str]:
+    return {p for p in re.split(r"[^a-z0-9]+", name.lower()) if p}
+
+
+def _snippet(text: str, start: int, end: int) -> str:
+    """The sentence around a mention, on one line, at most ~100 characters."""
+    left, right = _sentence(text, start, end)
+    sentence = " ".join(text[left:right].replace("*", "").split())
+    if len(sentence) <= 100:
+        return sentence
+    at = sentence.lower().find(text[start:end].lower())
+    begin = max(0, at - 45)
+    return ("…" if begin else "") + sentence[begin : begin + 95].strip() + "…"

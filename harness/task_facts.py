@@ -1,0 +1,184 @@
+"""What a task's sources say about themselves, read from the syntax tree without running them.
+
+Facts that decide how a night runs a folder written by someone else: the shape of `evaluate`,
+whether train.py calls prepare.py's evaluation itself, where train.py takes its time budget
+from, which metric names it prints, and hints for `validate` (GPU, network, where data goes).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class EvaluateShape:
+    """prepare.py's top-level `def evaluate(...)`: its parameters as written."""
+
+    params: tuple[str, ...]  # every parameter, positional ones first
+    required: int  # parameters without a default
+    variadic: bool  # *args or **kwargs
+
+    @property
+    def takes_output_dir(self) -> bool:
+        """`evaluate(output_dir)`: one required parameter, the folder train.py wrote. Further
+        optional ones are allowed only when the first one's name says it is a folder, so that
+        `evaluate(fn, data=None)`, called by train.py itself, is not taken for it."""
+        if self.required != 1 or self.variadic:
+            return False
+        return len(self.params) == 1 or bool(
+            re.search(r"dir|path|folder|out", self.params[0], re.IGNORECASE)
+        )
+
+    def signature(self) -> str:
+        return f"evaluate({', '.join(self.params)}{', ...' if self.variadic else ''})"
+
+
+def evaluate_shape(tree: ast.Module) -> EvaluateShape | None:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "evaluate":
+            args = node.args
+            positional = [*args.posonlyargs, *args.args]
+            params = tuple(a.arg for a in [*positional, *args.kwonlyargs])
+            defaults = len(args.defaults) + sum(d is not None for d in args.kw_defaults)
+            variadic = args.vararg is not None or args.kwarg is not None
+            return EvaluateShape(params, len(params) - defaults, variadic)
+    return None
+
+
+def imports_from_prepare(tree: ast.Module) -> set[str]:
+    """Names train.py takes from prepare: `from prepare import X` and `prepare.X` attributes."""
+    names: set[str] = set()
+    aliases = {"prepare"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "prepare" and not node.level:
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name for a in node.names if a.name == "prepare"}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+        ):
+            names.add(node.attr)
+    return names
+
+
+class BudgetSource(StrEnum):
+    """Where train.py takes its time budget from, which decides whether an override reaches it."""
+
+    PREPARE = "prepare"  # imports TIME_BUDGET from prepare.py: overrides cannot reach it
+    ENVIRONMENT = "environment"  # reads OVERNIGHT_TIME_BUDGET: overrides reach it
+    NONE = "none"  # neither: the budget is only the hard timeout's basis
+
+
+def budget_source(train_source: str, train_tree: ast.Module) -> BudgetSource:
+    if "OVERNIGHT_TIME_BUDGET" in train_source:
+        return BudgetSource.ENVIRONMENT
+    if "TIME_BUDGET" in imports_from_prepare(train_tree):
+        return BudgetSource.PREPARE
+    return BudgetSource.NONE
+
+
+# `print(f"val_bpb:   {x:.6f}")`, `print("loss:", x)`, `print(f"loss={x}")`: the name before : or =
+_PRINTED_NAME = re.compile(r"^\s*([A-Za-z_][\w./@-]*)\s*[:=]\s*$")
+
+
+def printed_names(tree: ast.Module) -> list[str]:
+    """Metric-like names train.py prints as `name: value` (or `name=value`), in source order."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+            and node.args
+        ):
+            continue
+        name = _leading_name(node.args[0], more=len(node.args) > 1)
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def _leading_name(first: ast.expr, more: bool) -> str | None:
+    if isinstance(first, ast.JoinedStr) and len(first.values) >= 2:
+        head, value = first.values[0], first.values[1]
+        if isinstance(head, ast.Constant) and isinstance(value, ast.FormattedValue):
+            match = _PRINTED_NAME.match(str(head.value))
+            return match.group(1) if match else None
+    if more and isinstance(first, ast.Constant) and isinstance(first.value, str):
+        match = _PRINTED_NAME.match(first.value)
+        return match.group(1) if match else None
+    return None
+
+
+def returned_keys(tree: ast.Module) -> list[str]:
+    """The string keys of dict literals that prepare.py's `evaluate` returns."""
+    keys: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "evaluate":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Return) and isinstance(inner.value, ast.Dict):
+                    for key in inner.value.keys:
+                        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                            keys.append(key.value)
+    return list(dict.fromkeys(keys))
+
+
+_CUDA = re.compile(r"\.cuda\(|torch\.cuda\.|[\"']cuda(?::\d)?[\"']|device_map\s*=\s*[\"']auto")
+# A device chosen at run time: `torch.cuda.is_available()`, `"cuda" if ... else "cpu"`.
+_CPU_FALLBACK = re.compile(r"is_available\(\)|else\s+[\"']cpu[\"']|[\"']cpu[\"']\s+if\b")
+
+
+def gpu_requirement(train_source: str) -> str | None:
+    """Why train.py needs a GPU, or None: CUDA used without any CPU fallback in sight."""
+    if not _CUDA.search(train_source) or _CPU_FALLBACK.search(train_source):
+        return None
+    return "uses CUDA with no CPU fallback"
+
+
+# Top-level modules that fetch from the network when used (a hint, never a refusal).
+NETWORK_MODULES = (
+    "requests",
+    "httpx",
+    "urllib3",
+    "aiohttp",
+    "huggingface_hub",
+    "datasets",
+    "kernels",
+    "wandb",
+    "yfinance",
+    "kaggle",
+    "gdown",
+    "boto3",
+)
+
+
+def network_modules(tree: ast.Module) -> list[str]:
+    """Modules of NETWORK_MODULES a source imports (plus urllib.request), in source order."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module]
+        for module in modules:
+            top = "urllib.request" if module.startswith("urllib.request") else module.split(".")[0]
+            if (top in NETWORK_MODULES or top == "urllib.request") and top not in found:
+                found.append(top)
+    return found
+
+
+def writes_home(source: str) -> bool:
+    """Whether a source builds paths under the home folder (`~`, Path.home(), $HOME)."""
+    return bool(re.search(r"expanduser\(|Path\.home\(\)|[\"']HOME[\"']|[\"']~/", source))
+
+
+def writes_next_to_itself(source: str) -> bool:
+    """Whether a source builds paths next to its own file (`os.path.dirname(__file__)`)."""
+    return "__file__" in source
