@@ -1,14 +1,18 @@
 """Turns a `train.py` into a measurement: setup once, then train and evaluate, each in a fresh container.
 
 Container layout (the same in every container that has each part):
-  /overnight/prepare/prepare.py  read-only, on PYTHONPATH so `import prepare` works
-  /overnight/data                OVERNIGHT_DATA_DIR: public data, read-only after setup
-  /overnight/private             OVERNIGHT_PRIVATE_DIR: held-out data, setup and evaluator only
-  /overnight/output              OVERNIGHT_OUTPUT_DIR: what train.py writes (a size-capped scratch
-                                 area of the sandbox); read-only to the evaluator
-  /overnight/train/train.py      read-only copy of the candidate; training, and the evaluator of a
-                                 task that uses call_train (only its workers run it)
-  /overnight/harness             our evaluator runner and `overnight_eval` (on PYTHONPATH)
+  /overnight/task      the task folder, the working directory: writable in setup (a copy, cached
+                       afterwards); in training and evaluation setup's result read-only, entry by
+                       entry, over a writable folder that vanishes with the container. It holds
+                       prepare.py and, for training only, the candidate's train.py.
+  /overnight/home      HOME: writable in setup and cached; read-only afterwards, its shared
+                       folders (~/.cache, ~/.config, ~/.local) writable around setup's entries
+  /overnight/data      OVERNIGHT_DATA_DIR: public data, read-only after setup
+  /overnight/private   OVERNIGHT_PRIVATE_DIR: held-out data, setup and evaluator only
+  /overnight/output    OVERNIGHT_OUTPUT_DIR: what train.py leaves for the evaluator (a size-capped
+                       scratch area of the sandbox); read-only to the evaluator
+  /overnight/train/train.py  the candidate, for the workers of a task that uses call_train
+  /overnight/harness   our evaluator runner and `overnight_eval` (on PYTHONPATH)
 Protected mode takes the metric only from `evaluate(output_dir)` run in a container whose own
 process never runs train.py. Inline mode takes the last `<metric>: <number>` line train.py printed.
 prepare.py is hashed when the night starts and checked before every scoring: a change stops it.
@@ -23,26 +27,45 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sandbox
 from harness.config import Settings, parse_size
 from harness.errors import TaskError
-from harness.seams import Mount, RunResult, RunSpec, RunStatus, Sandbox, Scratch, ScratchMount
-from harness.task import PREPARE, Task
+from harness.metric_choice import printed_metric, printed_metrics
+from harness.seams import (
+    Mount,
+    RunResult,
+    RunSpec,
+    RunStatus,
+    Sandbox,
+    Scratch,
+    ScratchMount,
+    Tmpfs,
+)
+from harness.setup_cache import (
+    SHARED_HOME_FOLDERS,
+    copy_task,
+    files_fingerprint,
+    layered,
+    snapshot,
+    task_files,
+)
+from harness.task import PREPARE, TRAIN, Task
 from sandbox.users import own_for_runs, run_ids, worker_ids
 
-PREPARE_DIR = "/overnight/prepare"
+TASK_DIR = "/overnight/task"
+HOME_DIR = "/overnight/home"
 DATA_DIR = "/overnight/data"
 PRIVATE_DIR = "/overnight/private"
 OUTPUT_DIR = "/overnight/output"
 TRAIN_DIR = "/overnight/train"
-TASK_DIR = "/overnight/task"
 HARNESS_DIR = "/overnight/harness"
 RESULT_DIR = "/overnight/result"
 _RESULT_LIMIT = 1_000_000
-_BASE_ENV = {"HOME": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+_BASE_ENV = {"HOME": HOME_DIR, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 _SANDBOX = Path(sandbox.__file__).resolve().parent
 _RUNNER = _SANDBOX / "evaluate_runner.py"
 # Mounted at HARNESS_DIR: the runner, the helper prepare.py imports, and call_train's worker.
@@ -76,6 +99,22 @@ def combine_runs(runs: list[Measurement], metric: float | None, note: str) -> Me
     return Measurement(train, evaluation, metric, first.metrics, note)
 
 
+def with_metric(measurement: Measurement, metric: str) -> Measurement:
+    """The measurement judged by `metric`, once it is known (a metric inferred after the baseline)."""
+    value = measurement.metrics.get(metric)
+    if value is not None and not math.isfinite(value):
+        value = None
+    note = measurement.note
+    if value is None and not note and measurement.train.status is RunStatus.OK:
+        note = missing_metric_note(metric, measurement.metrics)
+    return replace(measurement, metric=value, note=note)
+
+
+def missing_metric_note(metric: str, found: dict[str, float]) -> str:
+    names = ", ".join(found) or "none"
+    return f"no `{metric}: <number>` line (the `name: number` lines printed: {names})"
+
+
 class SetupFailed(TaskError):
     pass
 
@@ -96,19 +135,33 @@ def uses_call_train(prepare_source: str) -> bool:
 
 class Experimenter:
     def __init__(
-        self, task: Task, settings: Settings, sandbox: Sandbox, image: str, cache: Path
+        self,
+        task: Task,
+        settings: Settings,
+        sandbox: Sandbox,
+        image: str,
+        cache: Path,
+        say: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.task = task
         self.settings = settings
         self.sandbox = sandbox
         self.image = image
-        key = f"{task.prepare_hash[:16]}-{re.sub(r'[^A-Za-z0-9]+', '_', image)}"
+        self.say = say
+        self.files = task_files(task.root)
+        fingerprint = files_fingerprint(task.root, self.files)
+        digest = hashlib.sha256(f"{task.prepare_hash}{fingerprint}".encode()).hexdigest()
+        key = f"{digest[:16]}-{re.sub(r'[^A-Za-z0-9]+', '_', image)}"
         self.setup_dir = cache / f"setup-{key}"
         self.call_train = uses_call_train(task.prepare_source)
 
     @property
-    def prepare_dir(self) -> Path:
-        return self.setup_dir / "prepare"
+    def task_dir(self) -> Path:
+        return self.setup_dir / "task"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.setup_dir / "home"
 
     @property
     def data_dir(self) -> Path:
@@ -123,7 +176,7 @@ class Experimenter:
         return self.setup_dir / "runner"
 
     def setup(self) -> bool:
-        """Run `python prepare.py` once per (prepare.py, image); False when it was cached."""
+        """Run `python prepare.py` once per (prepare.py, task files, image); False when cached."""
         done = self.setup_dir / "done"
         if done.exists():
             self._install_runner()
@@ -131,34 +184,16 @@ class Experimenter:
             return False
         if self.setup_dir.exists():
             shutil.rmtree(self.setup_dir)
-        for folder in (self.prepare_dir, self.runner_dir):
-            folder.mkdir(parents=True)
-        for folder in (self.data_dir, self.private_dir):
-            _writable_dir(folder)
-        (self.prepare_dir / PREPARE).write_text(self.task.prepare_source, encoding="utf-8")
+        self.runner_dir.mkdir(parents=True)
+        copy_task(self.task.root, self.files, self.task_dir)
+        (self.task_dir / PREPARE).write_text(self.task.prepare_source, encoding="utf-8")
+        (self.task_dir / TRAIN).write_text(self.task.train_source, encoding="utf-8")
+        for folder in (self.home_dir, self.data_dir, self.private_dir):
+            folder.mkdir()
+            own_for_runs(folder, 0o755)
+        before = snapshot(self.task_dir)
         self._install_runner()
-        result = self.sandbox.run(
-            RunSpec(
-                image=self.image,
-                command=["python3", f"{PREPARE_DIR}/{PREPARE}"],
-                mounts=[
-                    Mount(self.task.root, TASK_DIR),
-                    Mount(self.prepare_dir, PREPARE_DIR),
-                    Mount(self.runner_dir, HARNESS_DIR),
-                    Mount(self.data_dir, DATA_DIR, read_only=False),
-                    Mount(self.private_dir, PRIVATE_DIR, read_only=False),
-                ],
-                env={
-                    **_BASE_ENV,
-                    "PYTHONPATH": HARNESS_DIR,
-                    "OVERNIGHT_DATA_DIR": DATA_DIR,
-                    "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR,
-                },
-                timeout_s=self.settings.sandbox.setup_timeout,
-                workdir=TASK_DIR,
-                purpose="setup",
-            )
-        )
+        result = self.sandbox.run(self._setup_spec())
         (self.setup_dir / "setup.log").write_text(result.output_tail, encoding="utf-8")
         if result.status is not RunStatus.OK:
             raise SetupFailed(
@@ -166,9 +201,40 @@ class Experimenter:
                 f"(exit {result.exit_code}) in setup; fix prepare.py. Its output ends:\n"
                 + _last_lines(result.output_tail, 15)
             )
+        if snapshot(self.task_dir) == before and not any(
+            any(folder.iterdir()) for folder in (self.home_dir, self.data_dir, self.private_dir)
+        ):
+            self.say(
+                "setup: `python prepare.py` wrote no file (not next to itself, not under ~, not "
+                "in OVERNIGHT_DATA_DIR or OVERNIGHT_PRIVATE_DIR); if train.py expects data, check "
+                "where prepare.py writes it (only those places are kept)"
+            )
         self._lock_private()
         done.write_text(self.task.prepare_hash + "\n")
         return True
+
+    def _setup_spec(self) -> RunSpec:
+        return RunSpec(
+            image=self.image,
+            command=["python3", f"{TASK_DIR}/{PREPARE}"],
+            mounts=[
+                Mount(self.task_dir, TASK_DIR, read_only=False),
+                Mount(self.home_dir, HOME_DIR, read_only=False),
+                Mount(self.runner_dir, HARNESS_DIR),
+                Mount(self.data_dir, DATA_DIR, read_only=False),
+                Mount(self.private_dir, PRIVATE_DIR, read_only=False),
+            ],
+            env={
+                **_BASE_ENV,
+                "PYTHONPATH": HARNESS_DIR,
+                "OVERNIGHT_DATA_DIR": DATA_DIR,
+                "OVERNIGHT_PRIVATE_DIR": PRIVATE_DIR,
+            },
+            timeout_s=self.settings.sandbox.setup_timeout,
+            workdir=TASK_DIR,
+            purpose="setup",
+            network=self.settings.sandbox.setup_network,
+        )
 
     def _install_runner(self) -> None:
         """Our evaluator files, fresh from this version of overnight (replaced atomically)."""
@@ -187,7 +253,7 @@ class Experimenter:
 
     def check_evaluator(self) -> None:
         """Stop the night if prepare.py changed since it started, in the task or in the cache."""
-        for path in (self.task.root / PREPARE, self.prepare_dir / PREPARE):
+        for path in (self.task.root / PREPARE, self.task_dir / PREPARE):
             try:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:
@@ -206,7 +272,7 @@ class Experimenter:
             shutil.rmtree(scratch)
         code, result = scratch / "code", scratch / "result"
         code.mkdir(parents=True)
-        (code / "train.py").write_text(source, encoding="utf-8")
+        (code / TRAIN).write_text(source, encoding="utf-8")
         result.mkdir()
         own_for_runs(result, 0o700)
         size = parse_size(self.settings.sandbox.output_dir_size)
@@ -221,37 +287,53 @@ class Experimenter:
         if train.status is not RunStatus.OK:
             return Measurement(train=train, evaluation=None, metric=None)
         self.check_evaluator()
+        metric = self.settings.metric
         if not self.settings.protected:
-            metric = inline_metric(train.output_tail, self.settings.metric)
-            note = "" if metric is not None else f"no `{self.settings.metric}: <number>` line"
-            metrics = {} if metric is None else {self.settings.metric: metric}
-            return Measurement(train, None, metric, metrics, note)
+            printed = printed_metrics(train.output_tail)
+            if metric is None:
+                return Measurement(train, None, None, printed)
+            value = printed_metric(train.output_tail, metric)
+            note = "" if value is not None else missing_metric_note(metric, printed)
+            return Measurement(train, None, value, printed, note)
         evaluation = self._evaluate(code, output, result)
-        metrics, note = read_result(result / "result.json", evaluation, self.settings.metric)
-        return Measurement(train, evaluation, metrics.get(self.settings.metric), metrics, note)
+        metrics, note = read_result(result / "result.json", evaluation, metric or "")
+        value = metrics.get(metric) if metric else None
+        return Measurement(train, evaluation, value, metrics, note if metric else "")
+
+    def _task_view(self, size: int, with_train: Path | None) -> list[Mount | ScratchMount | Tmpfs]:
+        """The task folder and HOME as setup left them, read-only over writable folders."""
+        mounts: list[Mount | ScratchMount | Tmpfs] = [
+            *layered(self.task_dir, TASK_DIR, size, exclude=(TRAIN,)),
+            *layered(self.home_dir, HOME_DIR, size, shared=SHARED_HOME_FOLDERS),
+        ]
+        if with_train is not None:
+            mounts.append(Mount(with_train / TRAIN, f"{TASK_DIR}/{TRAIN}"))
+        return mounts
 
     def _train(self, code: Path, output: Scratch) -> RunResult:
+        sandbox = self.settings.sandbox
+        network = sandbox.setup_network if sandbox.train_network else "none"
         return self.sandbox.run(
             RunSpec(
                 image=self.image,
-                command=["python3", f"{TRAIN_DIR}/train.py"],
+                command=["python3", f"{TASK_DIR}/{TRAIN}"],
                 mounts=[
-                    Mount(code, TRAIN_DIR),
-                    Mount(self.prepare_dir, PREPARE_DIR),
+                    *self._task_view(parse_size(sandbox.tmpfs), with_train=code),
                     Mount(self.runner_dir, HARNESS_DIR),
                     Mount(self.data_dir, DATA_DIR),
                     ScratchMount(output, OUTPUT_DIR, read_only=False),
                 ],
                 env={
                     **_BASE_ENV,
-                    "PYTHONPATH": f"{PREPARE_DIR}:{HARNESS_DIR}",
+                    "PYTHONPATH": f"{TASK_DIR}:{HARNESS_DIR}",
                     "OVERNIGHT_DATA_DIR": DATA_DIR,
                     "OVERNIGHT_OUTPUT_DIR": OUTPUT_DIR,
                     "OVERNIGHT_TIME_BUDGET": f"{self.settings.time_budget:g}",
                 },
                 timeout_s=self.settings.timeout,
-                workdir=OUTPUT_DIR,
+                workdir=TASK_DIR,
                 purpose="train",
+                network=network,
             )
         )
 
@@ -260,16 +342,16 @@ class Experimenter:
             "python3",
             "-I",
             f"{HARNESS_DIR}/{_RUNNER.name}",
-            PREPARE_DIR,
+            TASK_DIR,
             OUTPUT_DIR,
             f"{RESULT_DIR}/result.json",
-            self.settings.metric,
+            self.settings.metric or "",
             "--output-limit",
             str(output.size_bytes),
         ]
-        mounts: list[Mount | ScratchMount] = [
+        mounts: list[Mount | ScratchMount | Tmpfs] = [
+            *self._task_view(parse_size(self.settings.sandbox.tmpfs), with_train=None),
             Mount(self.runner_dir, HARNESS_DIR),
-            Mount(self.prepare_dir, PREPARE_DIR),
             Mount(self.data_dir, DATA_DIR),
             Mount(self.private_dir, PRIVATE_DIR),
             ScratchMount(output, OUTPUT_DIR),
@@ -277,7 +359,7 @@ class Experimenter:
         ]
         if self.call_train:  # workers import train.py; the evaluator's own process never does
             users = ",".join(":".join(map(str, ids)) for ids in (run_ids(), worker_ids()))
-            command += ["--train-file", f"{TRAIN_DIR}/train.py", "--users", users]
+            command += ["--train-file", f"{TRAIN_DIR}/{TRAIN}", "--users", users]
             mounts.append(Mount(code, TRAIN_DIR))
         return self.sandbox.run(
             RunSpec(
@@ -291,24 +373,16 @@ class Experimenter:
                     "OVERNIGHT_OUTPUT_DIR": OUTPUT_DIR,
                 },
                 timeout_s=self.settings.sandbox.eval_timeout,
-                workdir="/tmp",
+                workdir=TASK_DIR,
                 purpose="evaluate",
                 user_switching=self.call_train,
             )
         )
 
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
-
-
 def inline_metric(output: str, metric: str) -> float | None:
     """The last `<metric>: <number>` line of the output (autoresearch's summary block)."""
-    pattern = re.compile(rf"^{re.escape(metric)}:\s*({_NUMBER})\s*$", re.MULTILINE | re.IGNORECASE)
-    matches = pattern.findall(output)
-    if not matches:
-        return None
-    value = float(matches[-1])
-    return value if math.isfinite(value) else None
+    return printed_metric(output, metric)
 
 
 def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[str, float], str]:
@@ -346,12 +420,6 @@ def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[st
         else f"evaluate() gave {metric} = {raw.get(metric)!r}, not a finite number"
     )
     return metrics, note
-
-
-def _writable_dir(path: Path) -> None:
-    """A folder the container's user can write, whoever that is."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o777)
 
 
 def _last_lines(text: str, count: int) -> str:

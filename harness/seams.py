@@ -66,16 +66,26 @@ class ScratchMount:
 
 
 @dataclass(frozen=True)
+class Tmpfs:
+    """An empty writable folder of at most `size_bytes`, owned by the run's user, that lives as
+    long as the run. Mounts below it (read-only ones, say) are laid on top of it."""
+
+    container: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One command in one fresh container."""
 
     image: str
     command: list[str]
-    mounts: list[Mount | ScratchMount]
+    mounts: list[Mount | ScratchMount | Tmpfs]
     env: dict[str, str]
     timeout_s: float
     workdir: str = "/tmp"
     purpose: str = "run"  # setup | train | evaluate: a label for cleanup and logs
+    network: str = "none"  # a Docker network name: "none" (loopback only) unless a task needs one
     # Start as root holding only CAP_SETUID and CAP_SETGID, for a runner of ours that drops to
     # unprivileged uids at once (the evaluator of a task that calls train.py through call_train).
     user_switching: bool = False

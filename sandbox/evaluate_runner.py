@@ -115,8 +115,10 @@ def as_number(value):
 
 
 def normalise(value, metric):
+    """The numbers evaluate() returned, by name. With no metric named yet (one inferred after the
+    baseline), every number of a dict is kept and a lone number is called `metric`."""
     if isinstance(value, dict):
-        if metric not in value:
+        if metric and metric not in value:
             raise KeyError(f"evaluate() returned a dict without the metric {metric!r}")
         metrics = {}
         for key, item in value.items():
@@ -126,7 +128,7 @@ def normalise(value, metric):
                 if key == metric:
                     raise
         return metrics
-    return {metric: as_number(value)}
+    return {metric or "metric": as_number(value)}
 
 
 def write(path, payload):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import OvernightError
-from harness.seams import Mount, RunSpec, ScratchMount
+from harness.seams import Mount, RunSpec, ScratchMount, Tmpfs
 from sandbox.users import container_user
 
 NOFILE = 4096
@@ -47,16 +47,24 @@ def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> 
     if writable_scratch:  # no single file may outgrow the output area (a sparse file, say)
         biggest = max(writable_scratch)
         ulimits.append(Ulimit(name="fsize", soft=biggest, hard=biggest))
+    binds = [m for m in spec.mounts if not isinstance(m, Tmpfs)]
+    uid, gid = container_user().split(":")
+    tmpfs = {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_bytes}"}
+    for m in spec.mounts:
+        if isinstance(m, Tmpfs):
+            tmpfs[m.container] = (
+                f"rw,nosuid,nodev,size={m.size_bytes},mode=0755,uid={uid},gid={gid}"
+            )
     options: dict[str, Any] = {
         "image": spec.image,
         "command": spec.command,
         "labels": labels,
         "environment": dict(spec.env),  # only what the spec names: never the host's variables
         "working_dir": spec.workdir,
-        "volumes": {_source(m): {"bind": m.container, "mode": _mode(m)} for m in spec.mounts},
-        "network_mode": "none",
+        "mounts": [_mount(m) for m in binds],
+        "network_mode": spec.network,
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_bytes}"},
+        "tmpfs": tmpfs,
         "shm_size": limits.tmpfs_bytes,
         "ipc_mode": "private",
         "user": "0:0" if spec.user_switching else container_user(),
@@ -83,14 +91,20 @@ def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> 
     return options
 
 
-def _source(mount: Mount | ScratchMount) -> str:
-    return mount.scratch.name if isinstance(mount, ScratchMount) else str(mount.host)
+def _mount(mount: Mount | ScratchMount):
+    """A bind mount of a host path, or a scratch volume (never seeded from the image: nocopy).
+    Given as a list, not a dict keyed by source: one host file may be mounted at two places."""
+    from docker.types import Mount as DockerMount
 
-
-def _mode(mount: Mount | ScratchMount) -> str:
-    mode = "ro" if mount.read_only else "rw"
-    # nocopy: never copy the mount point's ownership from the image onto the volume
-    return f"{mode},nocopy" if isinstance(mount, ScratchMount) else mode
+    if isinstance(mount, ScratchMount):
+        return DockerMount(
+            mount.container,
+            mount.scratch.name,
+            type="volume",
+            read_only=mount.read_only,
+            no_copy=True,
+        )
+    return DockerMount(mount.container, str(mount.host), type="bind", read_only=mount.read_only)
 
 
 def _gpu_request(gpus: tuple[str, ...]):
@@ -138,19 +152,25 @@ def _probe_gpus(client, limits: Limits, image: str) -> None:
 
 
 def hardening_report(
-    limits: Limits, output_dir_bytes: int, engine_info: dict[str, Any] | None = None
+    limits: Limits,
+    output_dir_bytes: int,
+    engine_info: dict[str, Any] | None = None,
+    networks: tuple[str, str] = ("none", "none"),
 ) -> list[str]:
     """One line per hardening item of a training run, read from the options that are used."""
     from harness.seams import Scratch
 
     scratch = ScratchMount(Scratch("output", output_dir_bytes), "/overnight/output", False)
-    spec = RunSpec("image", ["python3", "train.py"], [scratch], {}, 1, purpose="train")
+    setup_network, train_network = networks
+    spec = RunSpec(
+        "image", ["python3", "train.py"], [scratch], {}, 1, purpose="train", network=train_network
+    )
     o = container_options(spec, limits, {})
     seccomp = "name=seccomp" in " ".join((engine_info or {}).get("SecurityOptions") or [])
     caps = "all dropped" if o["cap_drop"] == ["ALL"] and not o["cap_add"] else "SOME KEPT"
     fsize = next((u["Hard"] for u in o["ulimits"] if u["Name"] == "fsize"), None)
     return [
-        f"network: {o['network_mode']} (loopback only)",
+        _network_line(o["network_mode"], setup_network),
         f"root filesystem: {'read-only' if o['read_only'] else 'WRITABLE'}",
         f"/tmp: tmpfs of {_size(limits.tmpfs_bytes)}; /dev/shm: {_size(o['shm_size'])}",
         f"output directory: a tmpfs volume of {_size(output_dir_bytes)} per experiment, "
@@ -171,6 +191,16 @@ def hardening_report(
         f"runtime: {limits.runtime or 'the engine default (runc)'}",
         f"gpus: {', '.join(limits.gpus) if limits.gpus else 'none'}",
     ]
+
+
+def _network_line(train: str, setup: str) -> str:
+    setup_part = f"setup (python prepare.py): {setup}"
+    if train == "none":
+        return f"network: none for training and evaluation (loopback only); {setup_part}"
+    return (
+        f"network: WEAKER ISOLATION: training on {train!r} (sandbox.train_network = true: it "
+        f"could send out anything it can read); evaluation none; {setup_part}"
+    )
 
 
 def _size(n: int) -> str:

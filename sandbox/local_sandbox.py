@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import OvernightError
-from harness.seams import Mount, RunResult, RunSpec, RunStatus, Scratch, ScratchMount
+from harness.seams import Mount, RunResult, RunSpec, RunStatus, Scratch, ScratchMount, Tmpfs
 from sandbox.hardening import Limits
 from sandbox.process_tree import OrphansComeToUs, kill_group, processes_of
 from sandbox.users import NOBODY, run_ids
@@ -99,12 +99,17 @@ class LocalSandbox:
         os.chmod(root, 0o755)
         (root / "tmp").mkdir()
         _give_to_runs(root / "tmp", mode=0o1777)
-        for mount in spec.mounts:
+        # Outer folders first, so a mount below a Tmpfs lands inside it.
+        for mount in sorted(spec.mounts, key=lambda m: m.container.count("/")):
             target = root / mount.container.lstrip("/")
             for parent in reversed(target.relative_to(root).parents[:-1]):
-                (root / parent).mkdir(exist_ok=True)
-                os.chmod(root / parent, 0o755)
-            if isinstance(mount, ScratchMount):  # a folder of ours that the run's uid owns
+                if not (root / parent).exists():
+                    (root / parent).mkdir()
+                    os.chmod(root / parent, 0o755)
+            if isinstance(mount, Tmpfs):
+                target.mkdir(exist_ok=True)
+                _give_to_runs(target)
+            elif isinstance(mount, ScratchMount):  # a folder of ours that the run's uid owns
                 if mount.read_only:
                     _make_read_only(Path(mount.scratch.name))
                 target.symlink_to(mount.scratch.name, target_is_directory=True)
