@@ -77,6 +77,14 @@ def engine_checks(client: Any, task_dir: Any) -> list[tuple[str | None, str | No
         )
     if settings and settings.sandbox.gpus:
         checks.append(("hardening: GPUs are requested; the first run checks the engine", None))
+    if settings and settings.sandbox.train_network:
+        checks.append(
+            (
+                f"hardening: training joins network {settings.sandbox.setup_network!r} "
+                "(sandbox.train_network = true): WEAKER ISOLATION",
+                None,
+            )
+        )
     if settings and settings.sandbox.backend == "local":
         checks.append(("hardening: --sandbox local: WEAKER ISOLATION (no Docker)", None))
     checks.append(("hardening: `overnight validate TASK` lists every item", None))

@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("task", type=Path)
     validate.add_argument("--sandbox", choices=["docker", "local"], help="check this backend")
 
+    init = commands.add_parser(
+        "init", help="write the metric, mode and timeout overnight finds into overnight.toml"
+    )
+    init.add_argument("task", type=Path)
+    init.add_argument("--metric", help="metric name, when it cannot be inferred")
+    init.add_argument("--direction", choices=["minimize", "maximize"])
+
     doctor = commands.add_parser(
         "doctor", help="check the key, the model, the Docker engine and the image"
     )
@@ -107,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
+    except BrokenPipeError:
+        # The reader went away (`overnight validate . | head`): nothing more to say to it.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OvernightError as err:
         print(f"overnight: {err}", file=sys.stderr)
         return 2
@@ -132,6 +145,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.validate import validate
 
         return validate(args.task.resolve(), overrides={"sandbox": args.sandbox})
+    if args.command == "init":
+        from harness.init_task import init_task
+
+        overrides = {"metric": args.metric, "direction": args.direction}
+        return init_task(args.task.resolve(), overrides)
     if args.command == "doctor":
         from harness.doctor import doctor
 
@@ -182,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     finally:
         view.close()
-    best, baseline = summary.best, next((r for r in summary.rows if r.experiment == 0), None)
+    best, baseline = summary.best, summary.baseline
     print(f"stopped: {summary.stop_reason}")
     if best and baseline:
         print(

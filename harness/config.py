@@ -24,6 +24,7 @@ from harness.model_config import (
 )
 from harness.seams import Direction
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
+from harness.task_facts import BudgetSource
 
 DEFAULT_TIME_BUDGET = 300.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -79,6 +80,16 @@ class SandboxConfig(Strict):
     )
     gpus: Literal["all"] | list[str] | None = Field(
         None, description='GPUs for every container: "all" or a list of device ids.'
+    )
+    setup_network: str = Field(
+        "bridge",
+        description='Docker network of `python prepare.py` (downloads): "bridge" (the engine\'s '
+        'default), another network\'s name, or "none".',
+    )
+    train_network: bool = Field(
+        False,
+        description="Give training the setup network too (a train.py that downloads at start). "
+        "Weaker isolation: the training could send out anything it can read.",
     )
 
     @field_validator("memory", "tmpfs", "output_cap", "output_dir_size")
@@ -138,6 +149,12 @@ class TaskConfig(Strict):
     direction: Direction | None = Field(None, description="minimize or maximize.")
     time_budget: float | None = Field(None, description="Seconds the training may use.")
     timeout: float | None = Field(None, description="Hard limit; default 2 x time_budget + 60.")
+    mode: Literal["inline", "protected"] | None = Field(
+        None,
+        description="protected: the metric is what prepare.py's evaluate(output_dir) returns; "
+        "inline: the last `<metric>: <number>` line train.py prints. Default: protected exactly "
+        "when prepare.py defines evaluate(output_dir) and train.py does not call it itself.",
+    )
     confirm_runs: int = Field(
         0,
         ge=0,
@@ -151,13 +168,19 @@ class TaskConfig(Strict):
 
 
 class Settings(Strict):
-    """Everything a run uses, resolved; written to `config.json`."""
+    """Everything a run uses, resolved; written to `config.json`.
 
-    metric: str
-    direction: Direction
+    `metric` and `direction` are None until known: a folder that declares neither has them
+    inferred from what its baseline printed (see `harness/metric_choice.py`)."""
+
+    metric: str | None
+    direction: Direction | None
+    metric_source: str = ""
     time_budget: float
     timeout: float
+    time_budget_note: str = ""
     protected: bool
+    mode_reason: str = ""
     image: str | None
     sandbox: SandboxConfig
     agent: AgentConfig
@@ -165,56 +188,51 @@ class Settings(Strict):
     night: NightConfig
     confirm_runs: int = 0
 
+    def with_metric(self, metric: str, direction: Direction, source: str) -> Settings:
+        return Settings.model_validate(
+            {**self.model_dump(), "metric": metric, "direction": direction, "metric_source": source}
+        )
 
-def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Settings:
-    """Merge prepare.py constants < overnight.toml < CLI flags, or fail with one line per problem."""
+
+_DIRECTION_WORDS = {
+    "minimize": Direction.MINIMIZE,
+    "minimise": Direction.MINIMIZE,
+    "min": Direction.MINIMIZE,
+    "lower": Direction.MINIMIZE,
+    "maximize": Direction.MAXIMIZE,
+    "maximise": Direction.MAXIMIZE,
+    "max": Direction.MAXIMIZE,
+    "higher": Direction.MAXIMIZE,
+}
+
+
+def resolve_settings(
+    task: Task, overrides: dict[str, Any] | None = None, saved: dict[str, Any] | None = None
+) -> Settings:
+    """Merge prepare.py constants < overnight.toml < CLI flags, or fail with one line per problem.
+
+    `saved` is the tag's own config.json settings: a resumed tag keeps the metric it measured.
+    """
     config = _parse_toml(task)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    constants = task.prepare_constants
     problems: list[str] = []
-
-    def pick(key: str, constant: str) -> Any:
-        if key in overrides:
-            return overrides[key]
-        if getattr(config, key) is not None:
-            return getattr(config, key)
-        value = constants.get(constant)
-        if isinstance(value, NotLiteral):
-            problems.append(
-                f"{task.root / PREPARE}: {constant} = {value.expression} is not a literal; "
-                f"write a plain value or set {key} in {CONFIG}"
-            )
-            return None
-        return value
-
-    metric = pick("metric", "METRIC")
-    direction = pick("direction", "DIRECTION")
-    time_budget = pick("time_budget", "TIME_BUDGET")
-    timeout = pick("timeout", "TIMEOUT")
-    if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][\w.\-]*", metric or ""):
-        problems.append(
-            f'{task.root / PREPARE}: no usable metric name ({metric!r}); add METRIC = "val_loss" '
-            f'to prepare.py or metric = "val_loss" to {CONFIG}'
-        )
-    if direction not in ("minimize", "maximize"):
-        problems.append(
-            f'{task.root / PREPARE}: DIRECTION must be "minimize" or "maximize" (got '
-            f"{direction!r}); set it in prepare.py or direction in {CONFIG}"
-        )
-    time_budget = _positive(time_budget, "time_budget", "TIME_BUDGET", task, problems)
-    timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
+    metric, direction, source = _metric(task, config, overrides, saved or {}, problems)
+    time_budget, timeout, note = _budget(task, config, overrides, problems)
+    protected, mode_reason = scoring_mode(task, config.mode, problems)
     if problems:
         raise TaskError("\n".join(problems))
     agent = _agent(config.agent, overrides, task, problems)
     if problems:
         raise TaskError("\n".join(problems))
-    time_budget = time_budget or DEFAULT_TIME_BUDGET
     return Settings(
         metric=metric,
-        direction=Direction(direction),
+        direction=direction,
+        metric_source=source,
         time_budget=time_budget,
-        timeout=timeout or 2 * time_budget + 60,
-        protected=task.has_evaluate,
+        timeout=timeout,
+        time_budget_note=note,
+        protected=protected,
+        mode_reason=mode_reason,
         image=overrides.get("image", config.sandbox.image),
         confirm_runs=config.confirm_runs,
         sandbox=config.sandbox.model_copy(
@@ -224,6 +242,108 @@ def resolve_settings(task: Task, overrides: dict[str, Any] | None = None) -> Set
         edit=config.edit,
         night=config.night,
     )
+
+
+def _declared(
+    key: str, constant: str, task: Task, config: TaskConfig, overrides: dict[str, Any]
+) -> tuple[Any, str]:
+    """A setting's value and where it came from: the flag, overnight.toml, or prepare.py (a
+    computed constant counts with the literal default visible in it), else (None, "")."""
+    if key in overrides:
+        return overrides[key], f"--{key.replace('_', '-')}"
+    if getattr(config, key) is not None:
+        return getattr(config, key), CONFIG
+    value = task.prepare_constants.get(constant)
+    if isinstance(value, NotLiteral):
+        if value.default is None:
+            return None, ""
+        return value.default, f"{PREPARE} ({constant} = {value.expression}, its default)"
+    return value, (PREPARE if value is not None else "")
+
+
+def _metric(
+    task: Task,
+    config: TaskConfig,
+    overrides: dict[str, Any],
+    saved: dict[str, Any],
+    problems: list[str],
+) -> tuple[str | None, Direction | None, str]:
+    metric, metric_from = _declared("metric", "METRIC", task, config, overrides)
+    raw, direction_from = _declared("direction", "DIRECTION", task, config, overrides)
+    if metric is None and saved.get("metric"):
+        metric, metric_from = saved["metric"], "this tag's config.json"
+    if raw is None and saved.get("direction"):
+        raw, direction_from = saved["direction"], "this tag's config.json"
+    if metric is not None and (
+        not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][\w./@\-]*", metric)
+    ):
+        problems.append(
+            f"{task.root / (PREPARE if metric_from == PREPARE else CONFIG)}: {metric!r} is not a "
+            'usable metric name; write it like METRIC = "val_loss" (or metric in overnight.toml)'
+        )
+    direction = None
+    if raw is not None:
+        direction = _DIRECTION_WORDS.get(str(getattr(raw, "value", raw)).strip().lower())
+        if direction is None:
+            problems.append(
+                f'{task.root / PREPARE}: DIRECTION must be "minimize" or "maximize" (got '
+                f"{raw!r}); set it in prepare.py or direction in {CONFIG}"
+            )
+    if metric_from == direction_from:
+        source = f"from {metric_from}" if metric_from else ""
+    else:
+        named = [("metric", metric_from), ("direction", direction_from)]
+        source = "; ".join(f"{what} from {where}" for what, where in named if where)
+    return metric, direction, source
+
+
+def _budget(
+    task: Task, config: TaskConfig, overrides: dict[str, Any], problems: list[str]
+) -> tuple[float, float, str]:
+    """(time budget, hard timeout, a note): the budget train.py will really use."""
+    declared, declared_from = _declared("time_budget", "TIME_BUDGET", task, config, overrides)
+    timeout, _ = _declared("timeout", "TIMEOUT", task, config, overrides)
+    declared = _positive(declared, "time_budget", "TIME_BUDGET", task, problems)
+    timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
+    budget, note = declared or DEFAULT_TIME_BUDGET, ""
+    if task.budget_source is BudgetSource.PREPARE:
+        constant = task.prepare_constants.get("TIME_BUDGET")
+        used = constant.default if isinstance(constant, NotLiteral) else constant
+        if not isinstance(used, int | float) or isinstance(used, bool) or used <= 0:
+            used = DEFAULT_TIME_BUDGET
+            note = (
+                f"train.py imports TIME_BUDGET from {PREPARE}, whose value cannot be read without "
+                f"running it; assuming {used:g}s (set timeout in {CONFIG} if it is longer)"
+            )
+        elif declared is not None and declared_from != PREPARE and declared != used:
+            note = (
+                f"train.py imports TIME_BUDGET = {used:g} from {PREPARE}, so time_budget = "
+                f"{declared:g} ({declared_from}) cannot reach it; the hard timeout follows {used:g}s"
+            )
+        budget = float(used)
+    return budget, timeout or 2 * budget + 60, note
+
+
+def scoring_mode(task: Task, configured: str | None, problems: list[str]) -> tuple[bool, str]:
+    """(protected?, why): protected only for `evaluate(output_dir)` that train.py does not call."""
+    shape = task.evaluate
+    if configured == "inline":
+        return False, f'mode = "inline" in {CONFIG}'
+    if configured == "protected":
+        if shape is None or not shape.takes_output_dir:
+            found = shape.signature() if shape else "no evaluate"
+            problems.append(
+                f'{task.root / CONFIG}: mode = "protected" needs def evaluate(output_dir) in '
+                f"{PREPARE} (it has {found}); add it, or remove mode"
+            )
+        return True, f'mode = "protected" in {CONFIG}'
+    if shape is None:
+        return False, f"{PREPARE} has no evaluate(output_dir)"
+    if not shape.takes_output_dir:
+        return False, f"{PREPARE}'s {shape.signature()} is not evaluate(output_dir)"
+    if task.train_uses_evaluate:
+        return False, f"train.py calls {PREPARE}'s evaluate itself"
+    return True, f"{PREPARE} defines evaluate(output_dir)"
 
 
 def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: list[str]) -> Any:

@@ -143,6 +143,17 @@ class Worktree:
         else:
             _git(top, "worktree", "add", "-q", "-b", self.branch, str(self.path), "HEAD")
 
+    def restart(self) -> bool:
+        """Move the branch to the repository's HEAD (the user's fixed train.py) when nothing on it
+        was kept yet; True if it moved. Its old head keeps a ref."""
+        top_head = _git(self.place.top, "rev-parse", "HEAD")
+        head = self.head()
+        if head == top_head:
+            return False
+        _git(self.path, "update-ref", f"refs/overnight/{self.tag}/restarted/{head[:12]}", head)
+        self.reset_to(top_head)
+        return True
+
     def resolve(self, commit: str) -> str:
         """The full id of a (possibly abbreviated) commit."""
         return _git(self.path, "rev-parse", "--verify", "-q", f"{commit}^{{commit}}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -19,14 +20,16 @@ from harness.crashpoints import crashpoint
 from harness.decision import confirm, decide
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
-from harness.experiment import Experimenter, Measurement, combine_runs
+from harness.experiment import Experimenter, Measurement, combine_runs, with_metric
 from harness.gitops import Worktree
 from harness.ledger import RunDir
 from harness.live import View
+from harness.metric_choice import infer_metric
 from harness.pauses import PausePolicy, with_pauses
 from harness.runstate import write_state
 from harness.seams import (
     Agent,
+    Direction,
     ExperimentRecord,
     Proposal,
     ProposalContext,
@@ -59,8 +62,10 @@ class Night:
         run_dir: RunDir,
         view: View,
         budget: Budget,
+        save_settings: Callable[[Settings], None] = lambda _: None,
     ) -> None:
         self.task = task
+        self.save_settings = save_settings
         self.settings = settings
         self.agent = agent
         self.experimenter = experimenter
@@ -78,6 +83,16 @@ class Night:
             max_delay_s=night.pause_max_delay,
             max_pause_s=night.max_pause_minutes * 60,
         )
+
+    @property
+    def metric(self) -> str:
+        assert self.settings.metric is not None, "the baseline settles the metric"
+        return self.settings.metric
+
+    @property
+    def direction(self) -> Direction:
+        assert self.settings.direction is not None, "the baseline settles the direction"
+        return self.settings.direction
 
     @property
     def best(self) -> ExperimentRecord | None:
@@ -165,19 +180,55 @@ class Night:
         source = self.worktree.read_train()
         measurement = self._pausing(lambda: self._measure(0, source))
         crashpoint("baseline measured")
-        verdict = decide(
-            measurement.train.status, measurement.metric, None, self.settings.direction
-        )
-        if verdict is not Verdict.KEEP:
-            note = f": {measurement.note}" if measurement.note else ""
-            raise TaskError(
-                f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric "
-                f"({verdict.value}{note}); fix it and run again. "
-                f"Output: {self.run_dir.experiment_dir(0) / 'output.txt'}"
-            )
-        self.best_commit = self.worktree.head()
-        self._record(0, self.best_commit, measurement, verdict, "baseline")
+        commit = self.worktree.head()
+        problem = ""
+        if measurement.train.status is RunStatus.OK and (
+            self.settings.metric is None or self.settings.direction is None
+        ):
+            try:
+                measurement = self._infer_metric(measurement)
+            except TaskError as err:
+                problem = str(err)
+        direction = self.settings.direction or Direction.MINIMIZE
+        verdict = decide(measurement.train.status, measurement.metric, None, direction)
+        if problem or verdict is not Verdict.KEEP:
+            self._record(0, commit, measurement, verdict, "baseline")
+            raise TaskError(self._baseline_failure(verdict, measurement, problem))
+        self.best_commit = commit
+        self._record(0, commit, measurement, verdict, "baseline")
         crashpoint("baseline recorded")
+
+    def _infer_metric(self, measurement: Measurement) -> Measurement:
+        """Settle the metric and its direction from what the baseline printed (or evaluate
+        returned) and program.md; say what was chosen and why."""
+        where = "evaluate()'s result" if self.settings.protected else "train.py's output"
+        choice = infer_metric(
+            list(measurement.metrics),
+            self.task.program,
+            self.settings.metric,
+            self.settings.direction,
+            where=where,
+        )
+        self.settings = self.settings.with_metric(choice.metric, choice.direction, choice.reason)
+        self.experimenter.settings = self.settings
+        self.save_settings(self.settings)
+        self.run_dir.event("metric", metric=choice.metric, direction=choice.direction.value)
+        self.view.message(f"metric: {choice.metric} ({choice.direction.value}): {choice.reason}")
+        return with_metric(measurement, choice.metric)
+
+    def _baseline_failure(self, verdict: Verdict, measurement: Measurement, problem: str) -> str:
+        train = measurement.train
+        why = problem or (
+            f"{verdict.value}, exit {train.exit_code}"
+            + (f": {measurement.note}" if measurement.note else "")
+        )
+        output = self.run_dir.experiment_dir(0) / "output.txt"
+        tail = _last_lines(train.output_tail, 15) if train.status is not RunStatus.OK else ""
+        return (
+            f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric ({why}); "
+            f"fix it, commit, and run again. Output: {output}"
+            + (f"\nIts output ends:\n{tail}" if tail else "")
+        )
 
     def _experiment(self, number: int) -> str | None:
         """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
@@ -212,7 +263,7 @@ class Night:
             measurement = self._pausing(lambda: self._measure(number, editor.source))
             crashpoint("measured")
             verdict = decide(
-                measurement.train.status, measurement.metric, best.metric, self.settings.direction
+                measurement.train.status, measurement.metric, best.metric, self.direction
             )
             if verdict is Verdict.KEEP and self.settings.confirm_runs:
                 measurement, verdict = self._confirm(number, editor.source, measurement, best)
@@ -265,8 +316,8 @@ class Night:
             program=self.task.program,
             prepare_source=self.task.prepare_source,
             train_source=source,
-            metric=self.settings.metric,
-            direction=self.settings.direction,
+            metric=self.metric,
+            direction=self.direction,
             history=list(self.rows),
             best=self.best,
             output_tails=tails,
@@ -282,7 +333,7 @@ class Night:
             runs.append(self._pausing(lambda i=index: self._measure(number, source, i)))
         metrics = [r.metric if r.train.status is RunStatus.OK else None for r in runs]
         assert best.metric is not None
-        verdict, metric, note = confirm(metrics, best.metric, self.settings.direction)
+        verdict, metric, note = confirm(metrics, best.metric, self.direction)
         return combine_runs(runs, metric, note), verdict
 
     def _measure(self, number: int, source: str, confirmation: int = 0) -> Measurement:
@@ -375,3 +426,7 @@ def _capped(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_capped(item) for item in value]
     return value
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.rstrip().splitlines()[-count:])

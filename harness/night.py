@@ -55,10 +55,17 @@ class NightSummary:
         keeps = [r for r in self.rows if r.status is Verdict.KEEP]
         return keeps[-1] if keeps else None
 
+    @property
+    def baseline(self) -> ExperimentRecord | None:
+        """The kept baseline (a tag may hold failed baselines before it)."""
+        return next((r for r in self.rows if r.experiment == 0 and r.status is Verdict.KEEP), None)
+
 
 def run_night(options: RunOptions, view: View) -> NightSummary:
     task = load_task(options.task_dir)
-    settings = resolve_settings(task, options.overrides)
+    saved = _saved_settings(RunDir(task.root, options.tag))
+    settings = resolve_settings(task, options.overrides, saved)
+    _check_same_metric(saved, settings, options.tag)
     agent = make_agent(settings.agent, log=view.message)
     budget = _budget(options, settings)
     local = settings.sandbox.backend == "local"
@@ -100,14 +107,21 @@ def _run(task, settings, agent, client, image, place, run_dir, view, budget, unc
     worktree.clear_stale_locks()
     if unclean:
         worktree.check_integrity()
+    if not any(r.status is Verdict.KEEP for r in run_dir.rows()) and worktree.restart():
+        view.message(f"{worktree.branch}: no baseline kept yet, so it starts again from your HEAD")
+    _announce(settings, view)
     if client is not None:
         remove_leftovers(client)
     run_id = f"{run_dir.tag}-{os.getpid()}"
     sandbox = open_sandbox(settings, client, image, run_id, view.message)
     from harness.experiment import Experimenter
 
-    experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache)
-    night = Night(task, settings, agent, experimenter, worktree, run_dir, view, budget)
+    experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache, say=view.message)
+
+    def save(resolved: Settings) -> None:
+        _write_config(run_dir, task, resolved, image)
+
+    night = Night(task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
     try:
         return night.run()
     finally:
@@ -207,12 +221,6 @@ def _clean_repo(task: Task, view: View) -> RepoPlace:
 
 def _check_same_evaluator(run_dir: RunDir, task: Task, settings: Settings, image: str) -> None:
     """A tag's metrics are only comparable under one prepare.py; refuse a changed one."""
-    resolved = {
-        "settings": settings.model_dump(mode="json"),
-        "image": image,
-        "prepare_sha256": task.prepare_hash,
-        "isolation": isolation(settings),
-    }
     if run_dir.config.exists():
         before = json.loads(run_dir.config.read_text())
         if before.get("prepare_sha256") != task.prepare_hash:
@@ -220,4 +228,52 @@ def _check_same_evaluator(run_dir: RunDir, task: Task, settings: Settings, image
                 f"{task.root / 'prepare.py'}: changed since tag {run_dir.tag!r} started, so its "
                 "metrics are not comparable; start a new tag with --tag"
             )
+    _write_config(run_dir, task, settings, image)
+
+
+def _write_config(run_dir: RunDir, task: Task, settings: Settings, image: str) -> None:
+    resolved = {
+        "settings": settings.model_dump(mode="json"),
+        "image": image,
+        "prepare_sha256": task.prepare_hash,
+        "isolation": isolation(settings),
+    }
     atomic_write(run_dir.config, json.dumps(resolved, indent=2) + "\n")
+
+
+def _saved_settings(run_dir: RunDir) -> dict[str, Any]:
+    """The settings a tag already ran with (its config.json), or {} for a new tag."""
+    try:
+        saved = json.loads(run_dir.config.read_text()).get("settings") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    kept = any(r.status is Verdict.KEEP for r in run_dir.rows())
+    return saved if isinstance(saved, dict) and kept else {}
+
+
+def _check_same_metric(saved: dict[str, Any], settings: Settings, tag: str) -> None:
+    """A tag's rows were measured with one metric: another one would not be comparable."""
+    for key in ("metric", "direction"):
+        before, now = saved.get(key), getattr(settings, key)
+        now = getattr(now, "value", now)
+        if before and now and before != now:
+            raise TaskError(
+                f"tag {tag!r} measured {key} {before!r}, and now it would be {now!r}, which is not "
+                "comparable; start a new tag with --tag, or set it back"
+            )
+
+
+def _announce(settings: Settings, view: View) -> None:
+    """The choices a user must be able to check, in one line each, at the start of the night."""
+    if settings.metric and settings.direction:
+        source = f", {settings.metric_source}" if settings.metric_source else ""
+        view.message(f"metric: {settings.metric} ({settings.direction.value}){source}")
+    else:
+        view.message(
+            "metric: not declared; it will be chosen from what the baseline prints, with "
+            "program.md (set metric and direction in overnight.toml to choose it yourself)"
+        )
+    scoring = "protected" if settings.protected else "inline (UNPROTECTED)"
+    view.message(f"scoring: {scoring}, because {settings.mode_reason}")
+    if settings.time_budget_note:
+        view.message(f"time budget: {settings.time_budget_note}")

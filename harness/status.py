@@ -44,7 +44,7 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
         "isolation": config.get("isolation", "docker"),
         "experiments": sum(1 for r in rows if r.experiment > 0),
         "counts": dict(Counter(r.status.value for r in rows)),
-        "baseline": _summary(next((r for r in rows if r.experiment == 0), None)),
+        "baseline": _summary(next((r for r in reversed(rows) if r.experiment == 0), None)),
         "best": _summary(keeps[-1] if keeps else None),
         "branch": f"overnight/{tag}",
         "tokens": _tokens(run_dir),
@@ -79,6 +79,7 @@ def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
         "metric": row.metric,
         "commit": row.commit,
         "experiment": row.experiment,
+        "status": row.status.value,
         "description": row.description,
     }
 
@@ -87,13 +88,20 @@ def format_status(report: dict[str, Any]) -> str:
     best, base = report["best"], report["baseline"]
     lines = [
         f"tag {report['tag']} ({_state_line(report)}), "
-        f"{report['experiments']} experiments, metric {report['metric']} ({report['direction']})"
+        f"{report['experiments']} experiments, "
+        + (
+            f"metric {report['metric']} ({report['direction']})"
+            if report["metric"]
+            else "metric not chosen yet (the baseline settles it)"
+        )
         + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]")
         + ("" if report["isolation"] == "docker" else "  [WEAKER ISOLATION: --sandbox local]"),
         "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
     ]
-    if base:
+    if base and base["metric"] is not None:
         lines.append(f"baseline: {base['metric']:.6g} ({base['commit']})")
+    elif base:
+        lines.append(f"baseline: no valid metric ({base['status']}); fix train.py and run again")
     if best:
         lines.append(
             f"best: {best['metric']:.6g} at experiment {best['experiment']} "

@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import TaskError
+from harness.task_facts import (
+    BudgetSource,
+    EvaluateShape,
+    budget_source,
+    evaluate_shape,
+    imports_from_prepare,
+    printed_names,
+    returned_keys,
+)
 
 PROGRAM, TRAIN, PREPARE, CONFIG, DOCKERFILE = (
     "program.md",
@@ -36,9 +45,17 @@ class Task:
     train_source: str
     prepare_source: str
     prepare_constants: dict[str, Any]
-    has_evaluate: bool
+    evaluate: EvaluateShape | None  # prepare.py's top-level `def evaluate(...)`, if any
+    train_uses_evaluate: bool  # train.py imports or calls prepare.py's evaluate itself
+    budget_source: BudgetSource  # where train.py takes its time budget from
+    printed_names: tuple[str, ...]  # `name: value` lines train.py's source prints
+    returned_keys: tuple[str, ...]  # keys of the dicts evaluate() returns
     toml: dict[str, Any]
     has_dockerfile: bool
+
+    @property
+    def has_evaluate(self) -> bool:
+        return self.evaluate is not None
 
     @property
     def prepare_hash(self) -> str:
@@ -57,7 +74,7 @@ def load_task(root: Path) -> Task:
             f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
         )
     texts = {name: _read_text(root / name) for name in TASK_FILES}
-    _check_syntax(root / TRAIN, texts[TRAIN])
+    train = _check_syntax(root / TRAIN, texts[TRAIN])
     tree = _check_syntax(root / PREPARE, texts[PREPARE])
     return Task(
         root=root,
@@ -65,7 +82,11 @@ def load_task(root: Path) -> Task:
         train_source=texts[TRAIN],
         prepare_source=texts[PREPARE],
         prepare_constants=_module_constants(tree),
-        has_evaluate=_has_evaluate(tree),
+        evaluate=evaluate_shape(tree),
+        train_uses_evaluate="evaluate" in imports_from_prepare(train),
+        budget_source=budget_source(texts[TRAIN], train),
+        printed_names=tuple(printed_names(train)),
+        returned_keys=tuple(returned_keys(tree)),
         toml=_read_toml(root / CONFIG),
         has_dockerfile=(root / DOCKERFILE).is_file(),
     )
@@ -106,8 +127,34 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
                 try:
                     found[target.id] = _literal(value)
                 except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-                    found[target.id] = NotLiteral(ast.unparse(value))
+                    found[target.id] = NotLiteral(ast.unparse(value), _visible_default(value))
     return found
+
+
+def _visible_default(node: ast.expr) -> Any:
+    """The literal a computed constant falls back to, where one is visible:
+    `int(os.environ.get("TIME_BUDGET", 300))`, `os.getenv("METRIC", "val_loss")`, `X or 300`."""
+    for inner in ast.walk(node):
+        candidate: ast.expr | None = None
+        if isinstance(inner, ast.Call) and len(inner.args) >= 2:
+            name = ast.unparse(inner.func)
+            if name.endswith(("environ.get", "getenv")):
+                candidate = inner.args[1]
+        elif isinstance(inner, ast.BoolOp) and isinstance(inner.op, ast.Or):
+            candidate = inner.values[-1]
+        if candidate is None:
+            continue
+        try:
+            value = _literal(candidate)
+        except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+            continue
+        if isinstance(value, str):
+            try:
+                return int(value) if value.strip().isdigit() else float(value)
+            except ValueError:
+                return value
+        return value
+    return None
 
 
 _ARITHMETIC = {
@@ -130,16 +177,11 @@ def _literal(node: ast.expr) -> Any:
 
 @dataclass(frozen=True)
 class NotLiteral:
-    """A constant overnight cannot read without running code (e.g. `TIME_BUDGET = 5 * 60`)."""
+    """A constant overnight cannot read without running code (`TIME_BUDGET = budget()`), with the
+    literal it falls back to where one is visible in the expression."""
 
     expression: str
-
-
-def _has_evaluate(tree: ast.Module) -> bool:
-    return any(
-        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "evaluate"
-        for node in tree.body
-    )
+    default: Any = None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

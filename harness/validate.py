@@ -14,7 +14,6 @@ from harness.errors import OvernightError
 
 def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None) -> int:
     from harness.config import resolve_settings
-    from harness.experiment import uses_call_train
     from harness.task import load_task
 
     problems: list[str] = []
@@ -25,7 +24,8 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
         for line in str(err).splitlines():
             out(f"problem: {line}")
         return 2
-    problems += _git_problems(task_dir)
+    git_line, git_problems = _git(task_dir)
+    problems += git_problems
     local = settings.sandbox.backend == "local"
     client = None
     if local:
@@ -34,20 +34,22 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
         image, image_problem, client = _image(settings.image, task_dir, task.has_dockerfile)
         if image_problem:
             problems.append(image_problem)
-    mode = (
-        "protected: evaluate(output_dir) from prepare.py, in its own container, whose own process "
-        "never runs train.py"
-        + (" (call_train runs it as another user)" if uses_call_train(task.prepare_source) else "")
-        if settings.protected
-        else f"UNPROTECTED (inline): the last `{settings.metric}: <number>` line train.py prints; "
-        "add evaluate(output_dir) to prepare.py to protect the metric"
-    )
     out(f"task: {task.root}")
-    out(f"metric: {settings.metric} ({settings.direction.value})")
-    out(f"scoring: {mode}")
+    if git_line:
+        out(git_line)
+    metric_lines, metric = _metric_lines(task, settings, problems)
+    for line in metric_lines:
+        out(line)
+    out(f"scoring: {_scoring(task, settings, metric)}")
     out(
         f"time budget: {settings.time_budget:g}s, hard timeout: {settings.timeout:g}s per training run"
     )
+    if settings.time_budget_note:
+        out(f"time budget: {settings.time_budget_note}")
+    for line in _setup_lines(task, settings):
+        out(line)
+    for line in _needs(task, settings, problems):
+        out(line)
     out(f"image: {image}")
     out(
         f"limits: memory {settings.sandbox.memory}, cpus {settings.sandbox.cpus:g}, "
@@ -70,6 +72,114 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
     return 2 if problems else 0
 
 
+def _metric_lines(task: Any, settings: Any, problems: list[str]) -> tuple[list[str], str]:
+    """The metric and its direction: declared, or what the sources let us infer before a run."""
+    from harness.metric_choice import infer_metric
+
+    if settings.metric and settings.direction:
+        source = f", {settings.metric_source}" if settings.metric_source else ""
+        return [f"metric: {settings.metric} ({settings.direction.value}){source}"], settings.metric
+    names = list(task.returned_keys if settings.protected else task.printed_names)
+    where = "evaluate()'s returned keys" if settings.protected else "train.py's print calls"
+    if not names:
+        return [
+            f"metric: not declared, and {where} name none; `overnight run` picks it from the "
+            "baseline's output with program.md (or set metric and direction in overnight.toml)"
+        ], ""
+    try:
+        choice = infer_metric(names, task.program, settings.metric, settings.direction, where)
+    except OvernightError as err:
+        problems.append(str(err))
+        return [f"metric: not declared, and {where} ({', '.join(names)}) do not settle it"], ""
+    return [
+        f"metric: {choice.metric} ({choice.direction.value}), inferred: {choice.reason}",
+        "metric: `overnight run` confirms it from the baseline's output; `overnight init` "
+        "writes it into overnight.toml",
+    ], choice.metric
+
+
+def _scoring(task: Any, settings: Any, metric: str) -> str:
+    from harness.experiment import uses_call_train
+
+    if settings.protected:
+        workers = (
+            " (call_train runs it as another user)" if uses_call_train(task.prepare_source) else ""
+        )
+        return (
+            f"protected, because {settings.mode_reason}: evaluate(output_dir) runs in its own "
+            f"container, whose own process never runs train.py{workers}"
+        )
+    metric = metric or "<metric>"
+    return (
+        f"UNPROTECTED (inline), because {settings.mode_reason}: the last `{metric}: <number>` "
+        "line train.py prints counts; add evaluate(output_dir) to prepare.py to protect the metric"
+    )
+
+
+def _setup_lines(task: Any, settings: Any) -> list[str]:
+    """Where setup may write and what it may reach, as later runs will see it."""
+    import ast
+
+    from harness.task_facts import network_modules, writes_home, writes_next_to_itself
+
+    places = []
+    if writes_home(task.prepare_source):
+        places.append("under ~ (HOME)")
+    if writes_next_to_itself(task.prepare_source):
+        places.append("next to itself")
+    where = " and ".join(places) or "in OVERNIGHT_DATA_DIR / OVERNIGHT_PRIVATE_DIR"
+    network = settings.sandbox.setup_network
+    fetches = network_modules(ast.parse(task.prepare_source))
+    reason = f" (prepare.py imports {', '.join(fetches)})" if fetches else ""
+    return [
+        f"setup: `python prepare.py` runs once per version (cached) in the task folder, on "
+        f"network {network!r}{reason}",
+        f"setup: it writes {where}; training and evaluation see the task folder and HOME as "
+        "setup left them, read-only, at the same paths",
+    ]
+
+
+def _needs(task: Any, settings: Any, problems: list[str]) -> list[str]:
+    """What train.py needs that the sandbox does not give by default: a GPU, the network."""
+    import ast
+
+    from harness.task_facts import gpu_requirement, network_modules
+
+    lines = []
+    gpu = gpu_requirement(task.train_source)
+    if gpu and not settings.sandbox.gpus:
+        problems.append(
+            f'{task.root / "train.py"}: it {gpu}, so a GPU is required: set sandbox.gpus = "all" in '
+            "overnight.toml (the Docker engine needs the NVIDIA Container Toolkit)"
+        )
+    elif gpu:
+        lines.append(f"gpu: train.py {gpu}; sandbox.gpus = {settings.sandbox.gpus!r}")
+    fetches = network_modules(ast.parse(task.train_source))
+    if fetches and not settings.sandbox.train_network:
+        lines.append(
+            f"warning: train.py imports {', '.join(fetches)}, which may download at run time; "
+            "training has no network unless sandbox.train_network = true (weaker isolation)"
+        )
+    return lines
+
+
+def _git(task_dir: Path) -> tuple[str, list[str]]:
+    """A line saying what `run` will do about git, and the problems that would stop it."""
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=task_dir, capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        return "", ["git is not installed: install git"]
+    if top.returncode != 0:
+        return (
+            f"git: {task_dir} is not in a git repository; `overnight run` will create one there "
+            "with the task files (git init and one commit) and work on branch overnight/<tag>",
+            [],
+        )
+    return "", _git_problems(task_dir)
+
+
 def _git_problems(task_dir: Path) -> list[str]:
     from harness.task import TASK_FILES
 
@@ -80,7 +190,7 @@ def _git_problems(task_dir: Path) -> list[str]:
     except FileNotFoundError:
         return ["git is not installed: install git"]
     if top.returncode != 0:
-        return []  # a run will create a repository with the task files, and says so
+        return []
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all", "--", *TASK_FILES],
         cwd=task_dir,
@@ -147,7 +257,9 @@ def _hardening(settings: Any, client: Any, problems: list[str]) -> list[str]:
                 f"sandbox.runtime = {limits.runtime!r} is not installed in the Docker engine "
                 f"(it has: {', '.join(runtimes)}); install it or remove sandbox.runtime"
             )
-    lines = [f"hardening: {line}" for line in hardening_report(limits, output, info)]
+    network = settings.sandbox.setup_network
+    networks = (network, network if settings.sandbox.train_network else "none")
+    lines = [f"hardening: {line}" for line in hardening_report(limits, output, info, networks)]
     if limits.gpus:
         lines.append("hardening: (GPU support is checked when a run starts)")
     return lines

@@ -9,7 +9,14 @@ import pytest
 
 from harness.agents.mutate import MutateAgent
 from harness.edit_tool import TrainEditor
-from harness.seams import Direction, ExperimentRecord, Proposal, ProposalContext, Verdict
+from harness.seams import (
+    Direction,
+    ExperimentRecord,
+    Proposal,
+    ProposalContext,
+    StopNight,
+    Verdict,
+)
 
 TOY = '''"""Toy training script."""
 
@@ -221,8 +228,7 @@ def test_integers_stay_integers_and_positive_ones_stay_at_least_one(seed) -> Non
     source, history = SMALL_INTS, []
     for experiment in range(1, 21):
         proposal, editor = propose(source, experiment, history, seed=seed)
-        if proposal is None:
-            break
+        assert proposal is not None, f"nothing proposed at experiment {experiment}"
         for name, _, new in moves_of(proposal.description):
             assert re.fullmatch(r"-?\d+", new), f"{name} -> {new} is not written as an int"
         values = {}
@@ -254,11 +260,53 @@ def test_integers_stay_integers_and_positive_ones_stay_at_least_one(seed) -> Non
     ],
     ids=["strings-and-bools", "only-in-functions", "expressions", "names", "empty"],
 )
-def test_without_numeric_constants_it_proposes_nothing(source) -> None:
-    proposal, editor = propose(source)
+def test_without_numeric_constants_it_says_so_and_changes_nothing(source) -> None:
+    editor = TrainEditor(source)
+    with pytest.raises(StopNight) as stopped:
+        MutateAgent().propose(context(source), editor)
 
-    assert proposal is None
+    assert "train.py has no module-level numeric constants" in str(stopped.value)
     assert editor.source == source
+
+
+LEAVE_ALONE = """SEED = 1234
+N = 5000
+N_SAMPLES = 200
+NUM_CLASSES = 10
+FEATURES = 16
+LOG_EVERY = 100
+"""
+
+
+def test_seeds_sizes_counts_and_prepares_own_settings_are_left_alone() -> None:
+    editor = TrainEditor(LEAVE_ALONE)
+    prepared = ProposalContext(
+        **{**context(LEAVE_ALONE).__dict__, "prepare_source": "FEATURES = 16\n"}
+    )
+    with pytest.raises(StopNight) as stopped:
+        MutateAgent().propose(prepared, editor)
+
+    for name in ("SEED", "N", "N_SAMPLES", "NUM_CLASSES", "FEATURES", "LOG_EVERY"):
+        assert name in str(stopped.value)
+    assert "leaves alone" in str(stopped.value)
+    assert editor.source == LEAVE_ALONE
+
+
+BOUNDED = "DROPOUT = 0.0\nLABEL_SMOOTHING = 0.95\nLEARNING_RATE = 0.0\nSHIFT = 0\n"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_probabilities_stay_in_the_unit_interval_and_nothing_changes_sign(seed) -> None:
+    source, history = BOUNDED, []
+    for experiment in range(1, 25):
+        proposal, editor = propose(source, experiment, history, seed=seed)
+        assert proposal is not None
+        values = module_assignments(editor.source)
+        assert 0.0 <= values["DROPOUT"] <= 1.0, proposal.description
+        assert 0.0 <= values["LABEL_SMOOTHING"] <= 1.0, proposal.description
+        assert values["LEARNING_RATE"] >= 0.0 and values["SHIFT"] >= 0, proposal.description
+        history.append(record(experiment, proposal.description, Verdict.KEEP))
+        source = editor.source
 
 
 def _simulate(seed: int, experiments: int):

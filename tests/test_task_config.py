@@ -182,17 +182,36 @@ def test_a_time_budget_override_moves_the_default_timeout(tmp_path) -> None:
     assert settings_of(task, {"time_budget": 10}).timeout == 80.0
 
 
-def test_missing_metric_names_the_file_and_the_fix(tmp_path) -> None:
+def test_an_undeclared_metric_is_left_for_the_baseline_to_settle(tmp_path) -> None:
     task = make_task(tmp_path / "task", prepare='DIRECTION = "minimize"\nTIME_BUDGET = 60\n')
 
-    message = problem_of(task)
+    settings = settings_of(task)
 
-    assert str(task / "prepare.py") in message
-    assert 'METRIC = "val_loss"' in message
-    assert "overnight.toml" in message
+    assert settings.metric is None
+    assert settings.direction is Direction.MINIMIZE
+    assert settings.metric_source == "direction from prepare.py"
 
 
-@pytest.mark.parametrize("value", ['"down"', '"Minimize"', '""', "1", "None"])
+def test_a_tag_keeps_the_metric_it_measured_without_flags(tmp_path) -> None:
+    task = make_task(tmp_path / "task", prepare="TIME_BUDGET = 60\n")
+
+    settings = resolve_settings(
+        load_task(task), None, saved={"metric": "val_bpb", "direction": "minimize"}
+    )
+
+    assert (settings.metric, settings.direction) == ("val_bpb", Direction.MINIMIZE)
+    assert settings.metric_source == "from this tag's config.json"
+
+
+@pytest.mark.parametrize("value", ['"Minimize"', '"max"', '"lower"'])
+def test_direction_words_users_write_are_understood(tmp_path, value) -> None:
+    task = make_task(tmp_path / "task", prepare=f'METRIC = "loss"\nDIRECTION = {value}\n')
+
+    expected = Direction.MAXIMIZE if "max" in value else Direction.MINIMIZE
+    assert settings_of(task).direction is expected
+
+
+@pytest.mark.parametrize("value", ['"down"', '""', "1"])
 def test_bad_direction_names_the_file_and_the_fix(tmp_path, value) -> None:
     task = make_task(tmp_path / "task", prepare=f'METRIC = "loss"\nDIRECTION = {value}\n')
 
@@ -203,22 +222,12 @@ def test_bad_direction_names_the_file_and_the_fix(tmp_path, value) -> None:
     assert "direction in overnight.toml" in message
 
 
-def test_missing_direction_is_a_problem_too(tmp_path) -> None:
-    task = make_task(tmp_path / "task", prepare='METRIC = "loss"\n')
-
-    message = problem_of(task)
-
-    assert str(task / "prepare.py") in message
-    assert "DIRECTION" in message
-
-
 def test_every_problem_is_reported_at_once(tmp_path) -> None:
-    task = make_task(tmp_path / "task", prepare="TIME_BUDGET = -5\n")
+    task = make_task(tmp_path / "task", prepare='DIRECTION = "down"\nTIME_BUDGET = -5\n')
 
     lines = problem_of(task).splitlines()
 
-    assert len(lines) == 3
-    assert any("metric" in line for line in lines)
+    assert len(lines) == 2
     assert any("DIRECTION" in line for line in lines)
     assert any("TIME_BUDGET must be a positive number" in line for line in lines)
 
@@ -255,15 +264,30 @@ def test_invalid_toml_names_the_file(tmp_path) -> None:
     assert "not valid TOML" in str(raised.value)
 
 
-def test_a_non_literal_constant_is_reported(tmp_path) -> None:
+def test_a_computed_constant_without_a_visible_default_counts_as_undeclared(tmp_path) -> None:
     prepare = 'def compute():\n    return "loss"\n\n\nMETRIC = compute()\nDIRECTION = "minimize"\n'
     task = make_task(tmp_path / "task", prepare=prepare)
 
     assert load_task(task).prepare_constants["METRIC"] == NotLiteral("compute()")
-    message = problem_of(task)
-    assert str(task / "prepare.py") in message
-    assert "METRIC = compute() is not a literal" in message
-    assert "metric in overnight.toml" in message
+    assert settings_of(task).metric is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "budget"),
+    [
+        ('int(os.environ.get("TIME_BUDGET", 120))', 120.0),
+        ('float(os.getenv("BUDGET", "90"))', 90.0),
+        ('os.environ.get("BUDGET") or 45', 45.0),
+    ],
+)
+def test_a_computed_time_budget_is_read_as_its_visible_default(tmp_path, expression, budget):
+    prepare = f'import os\nMETRIC = "loss"\nDIRECTION = "minimize"\nTIME_BUDGET = {expression}\n'
+    task = make_task(tmp_path / "task", prepare=prepare)
+
+    settings = settings_of(task)
+
+    assert settings.time_budget == budget
+    assert settings.timeout == 2 * budget + 60
 
 
 def test_a_non_literal_constant_is_fine_when_overnight_toml_sets_it(tmp_path) -> None:
@@ -418,3 +442,79 @@ def test_the_task_keeps_the_texts_it_read(tmp_path) -> None:
     assert loaded.prepare_source == PREPARE
     assert loaded.has_dockerfile is False
     assert loaded.toml == {}
+
+
+@pytest.mark.parametrize(
+    ("prepare_tail", "train", "toml", "protected", "why"),
+    [
+        ("def evaluate(output_dir):\n    return 1.0\n", TRAIN, None, True, "defines evaluate"),
+        (
+            "def evaluate(fn, data=None):\n    return fn(data)\n",
+            "from prepare import evaluate\nprint('score:', evaluate(len, [1]))\n",
+            None,
+            False,
+            "evaluate(fn, data) is not evaluate(output_dir)",
+        ),
+        (
+            "def evaluate(model):\n    return model\n",
+            "import prepare\nprint('score:', prepare.evaluate(1.0))\n",
+            None,
+            False,
+            "train.py calls prepare.py's evaluate itself",
+        ),
+        (
+            "def evaluate(output_dir):\n    return 1.0\n",
+            TRAIN,
+            'mode = "inline"\n',
+            False,
+            'mode = "inline" in overnight.toml',
+        ),
+    ],
+    ids=["output-dir", "another-signature", "called-by-train", "forced-inline"],
+)
+def test_protected_only_for_an_evaluate_of_the_output_folder(
+    tmp_path, prepare_tail, train, toml, protected, why
+) -> None:
+    prepare = f'METRIC = "score"\nDIRECTION = "maximize"\n\n\n{prepare_tail}'
+    task = make_task(tmp_path / "task", prepare=prepare, train=train, toml=toml)
+
+    settings = settings_of(task)
+
+    assert settings.protected is protected
+    assert why in settings.mode_reason
+
+
+def test_protected_mode_forced_without_evaluate_of_the_output_folder_is_refused(tmp_path):
+    prepare = 'METRIC = "score"\nDIRECTION = "maximize"\n\ndef evaluate(fn, data=None):\n    pass\n'
+    task = make_task(tmp_path / "task", prepare=prepare, toml='mode = "protected"\n')
+
+    message = problem_of(task)
+
+    assert str(task / "overnight.toml") in message
+    assert "evaluate(fn, data)" in message
+
+
+def test_an_override_cannot_reach_a_time_budget_train_py_imports_from_prepare(tmp_path):
+    prepare = 'METRIC = "loss"\nDIRECTION = "minimize"\nTIME_BUDGET = 300\n'
+    train = "from prepare import TIME_BUDGET\nprint('loss:', TIME_BUDGET)\n"
+    task = make_task(tmp_path / "task", prepare=prepare, train=train, toml="time_budget = 20\n")
+
+    settings = settings_of(task)
+
+    assert settings.time_budget == 300
+    assert settings.timeout == 660
+    assert "cannot reach it" in settings.time_budget_note
+    assert "the hard timeout follows 300s" in settings.time_budget_note
+
+
+def test_an_override_reaches_a_train_py_that_reads_the_budget_from_its_environment(tmp_path):
+    prepare = 'METRIC = "loss"\nDIRECTION = "minimize"\nTIME_BUDGET = 300\n'
+    train = (
+        "import os\nfrom prepare import TIME_BUDGET\n"
+        "budget = float(os.environ.get('OVERNIGHT_TIME_BUDGET', TIME_BUDGET))\n"
+    )
+    task = make_task(tmp_path / "task", prepare=prepare, train=train, toml="time_budget = 20\n")
+
+    settings = settings_of(task)
+
+    assert (settings.time_budget, settings.timeout, settings.time_budget_note) == (20, 100, "")

@@ -15,13 +15,37 @@ import random
 import re
 from dataclasses import dataclass
 
-from harness.seams import Editor, ExperimentRecord, Proposal, ProposalContext, ToolCall, Verdict
+from harness.seams import (
+    Editor,
+    ExperimentRecord,
+    Proposal,
+    ProposalContext,
+    StopNight,
+    ToolCall,
+    Verdict,
+)
 
 PREFIX = "mutate:"
 _MOVE = re.compile(r"([A-Za-z_]\w*) ([^\s,]+) -> ([^\s,]+)")
 _FLOAT_FACTORS = (0.5, 0.7, 0.85, 1.2, 1.4, 2.0)
 _INT_STEPS = (1, 2, 4)
 _INT_FACTORS = (0.5, 0.75, 1.5, 2.0)
+# Constants that are not knobs: seeds, sizes of the problem, counts of things, run plumbing.
+_NOT_KNOBS = re.compile(
+    r"(?:^|_)(?:seed|random_state|rng)(?:_|$)"
+    r"|^(?:n|m|k|num|count|size)$"
+    r"|^(?:n|num|number_of)_?(?:samples|features|classes|labels|train|test|val|valid|points|items"
+    r"|rows|cols|columns|inputs|outputs|examples|assets|bars|days|series|tokens|targets)$"
+    r"|(?:^|_)(?:vocab_size|input_dim|output_dim|n_in|n_out|image_size|img_size|num_workers|n_jobs"
+    r"|workers|threads|port|verbose|verbosity|debug|device|gpu|gpus|rank|world_size)(?:_|$)"
+    r"|(?:^|_)(?:log|print|eval|save|checkpoint|report)_(?:every|interval|freq|steps)$",
+    re.IGNORECASE,
+)
+# Values that must stay in [0, 1]: probabilities and fractions.
+_UNIT_INTERVAL = re.compile(
+    r"dropout|prob|proba|frac|fraction|ratio|momentum|beta\d?|smoothing|keep|(?:^|_)p(?:_|$)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +75,20 @@ class MutateAgent:
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None:
         rng = random.Random(f"{self.seed}:{context.experiment}")
         editor.call(ToolCall(id="view", input={"command": "view"}))
-        constants = find_constants(editor.source)
+        found = find_constants(editor.source)
+        constants = knobs(found, context.prepare_source)
+        if not found:
+            raise StopNight(
+                "mutate: train.py has no module-level numeric constants (`NAME = number`) to "
+                "change; use a model agent (--provider anthropic|openai|litellm), or move the "
+                "numbers to tune into such constants"
+            )
         if not constants:
-            return None
+            raise StopNight(
+                f"mutate: train.py's numeric constants ({', '.join(c.name for c in found)}) are "
+                "all seeds, sizes of the problem, counts or settings fixed by prepare.py, which it "
+                "leaves alone; add constants for the knobs to tune, or use a model agent"
+            )
         tried, score = _learn(context.history)
         count = 2 if len(constants) > 1 and self.max_constants > 1 and rng.random() < 0.3 else 1
         moves: list[Move] = []
@@ -76,7 +111,10 @@ class MutateAgent:
             if len(moves) == count:
                 break
         if not moves:
-            return None
+            raise StopNight(
+                f"mutate: it has tried every value it would propose for "
+                f"{', '.join(c.name for c in constants)}; use a model agent to go further"
+            )
         description = f"{PREFIX} " + ", ".join(
             f"{m.name} {_format(m.old)} -> {_format(m.new)}" for m in moves
         )
@@ -106,6 +144,13 @@ def find_constants(source: str) -> list[Constant]:
         if source.count(line) == 1 and line.count(literal) == 1:
             found[target] = Constant(target, number, line, literal)
     return [c for name, c in found.items() if name not in seen_twice]
+
+
+def knobs(constants: list[Constant], prepare_source: str) -> list[Constant]:
+    """The constants worth tuning: not a seed, a size or count of the problem, run plumbing, or
+    a name prepare.py defines too (a setting the evaluator fixes)."""
+    fixed = {c.name for c in find_constants(prepare_source)}
+    return [c for c in constants if not _NOT_KNOBS.search(c.name) and c.name not in fixed]
 
 
 def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
@@ -165,6 +210,16 @@ def _ranked(constants: list[Constant], score, rng: random.Random) -> list[Consta
     return [c for _, c in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
 
 
+def _allowed(constant: Constant, value: int | float) -> bool:
+    """A move keeps the sign (a rate never goes negative) and a probability within [0, 1]."""
+    old = constant.value
+    if (old >= 0) != (value >= 0):
+        return False
+    if isinstance(old, float) and 0.0 <= old <= 1.0 and _UNIT_INTERVAL.search(constant.name):
+        return 0.0 <= value <= 1.0
+    return True
+
+
 def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move | None:
     up_weight = _weight(score, constant.name, True)
     down_weight = _weight(score, constant.name, False)
@@ -173,19 +228,22 @@ def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move |
         candidates = [
             v
             for v in _candidates(constant.value, up)
-            if (constant.name, _key(v)) not in tried and v != constant.value
+            if (constant.name, _key(v)) not in tried
+            and v != constant.value
+            and _allowed(constant, v)
         ]
         if candidates:
             # Small moves first, so a helpful direction is followed step by step.
             candidates.sort(key=lambda v: abs(v - constant.value))
             pick = candidates[min(int(rng.expovariate(1.0)), len(candidates) - 1)]
             return Move(constant.name, constant.value, pick)
-    far = _far_value(constant.value, constant.name, tried, rng)
+    far = _far_value(constant, tried, rng)
     return None if far is None else Move(constant.name, constant.value, far)
 
 
-def _far_value(value: int | float, name: str, tried, rng: random.Random) -> int | float | None:
+def _far_value(constant: Constant, tried, rng: random.Random) -> int | float | None:
     """When every near value has been tried: a random one further out, never tried before."""
+    value, name = constant.value, constant.name
     for attempt in range(100):
         spread = 1 + attempt / 10  # widen slowly while the values drawn are taken
         if isinstance(value, int):
@@ -196,7 +254,7 @@ def _far_value(value: int | float, name: str, tried, rng: random.Random) -> int 
         else:
             base = value if value != 0.0 else 1e-3
             new = _round(base * math.exp(rng.gauss(0.0, 0.5 * spread)))
-        if new != value and (name, _key(new)) not in tried:
+        if new != value and (name, _key(new)) not in tried and _allowed(constant, new):
             return new
     return None
 

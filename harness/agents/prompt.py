@@ -92,7 +92,7 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
     rows = [r for r in context.history if r.experiment > 0]
     if not rows:
         return "No experiments yet besides the baseline."
-    baseline = next((r for r in context.history if r.experiment == 0), None)
+    baseline = next((r for r in reversed(context.history) if r.experiment == 0), None)
     counts = Counter(r.status.value for r in rows)
     lines = [
         f"{len(rows)} experiments so far: "
