@@ -1,8 +1,12 @@
 """Images without a registry: the default image built offline with debootstrap, task Dockerfiles.
 
-The default image is a minimal Debian root with Python 3 and numpy from Debian's own packages,
-made by debootstrap from the mirror this machine's apt already uses, then `docker import`ed.
-Nothing is ever pulled.
+The default image is a minimal Debian root with Python 3, numpy and pip from Debian's own
+packages, made by debootstrap from the mirror this machine's apt already uses, then
+`docker import`ed. Nothing is ever pulled.
+
+pip works for root in derived images through /etc/pip.conf (`break-system-packages`): packages
+go to /usr/local, beside Debian's, for the one `python3` every step runs. A venv would need its
+own PATH and `--system-site-packages` to keep Debian's numpy, and a second Python to reason about.
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ from pathlib import Path
 
 from harness.errors import OvernightError
 
-DEFAULT_IMAGE = "overnight/python:1"
-PACKAGES = ("python3", "python3-numpy")
+DEFAULT_IMAGE = "overnight/python:2"
+PACKAGES = ("python3", "python3-numpy", "python3-pip")
+# Written into the image: pip installs as root without a venv, leaves no cache in a layer and
+# does not warn about root (a build container is root by design).
+PIP_CONF = """[global]
+break-system-packages = true
+no-cache-dir = true
+root-user-action = ignore
+disable-pip-version-check = true
+"""
 RECIPE_LABEL = "org.overnight.recipe"
 _FALLBACK_SUITE = "bookworm"
 
@@ -28,7 +40,7 @@ class ImageError(OvernightError):
 
 
 def recipe_hash(suite: str, mirror: str) -> str:
-    text = "|".join([DEFAULT_IMAGE, suite, mirror, *PACKAGES])
+    text = "|".join([DEFAULT_IMAGE, suite, mirror, *PACKAGES, PIP_CONF])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -148,6 +160,7 @@ def _trim(root: Path) -> None:
     python = root / "usr/bin/python"
     if not python.exists():
         python.symlink_to("python3")
+    (root / "etc/pip.conf").write_text(PIP_CONF)
 
 
 def dockerfile_image(client, task_dir: Path, log=print) -> str:
