@@ -1,6 +1,7 @@
 """`overnight validate`: check a task folder without running anything, and say what a run would do.
 
-It changes nothing: no repository is created, no container is started, no image is built.
+It changes nothing: no repository is created, no image is built; the only container is one
+locked-down look inside the image for the modules prepare.py and train.py import.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
     from harness.config import resolve_settings
     from harness.experiment import uses_call_train
     from harness.task import load_task
+    from harness.task_images import image_lines
 
     problems: list[str] = []
     try:
@@ -49,6 +51,8 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
         f"time budget: {settings.time_budget:g}s, hard timeout: {settings.timeout:g}s per training run"
     )
     out(f"image: {image}")
+    for line in image_lines(task, settings, client, problems):
+        out(line)
     out(
         f"limits: memory {settings.sandbox.memory}, cpus {settings.sandbox.cpus:g}, "
         f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, "
