@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 
-if ! docker image inspect overnight/python:1 >/dev/null 2>&1; then
+if ! docker image inspect overnight/python:2 >/dev/null 2>&1; then
     if ! command -v debootstrap >/dev/null 2>&1; then
         as_root apt-get update -qq
         as_root apt-get install -y -qq debootstrap >/dev/null

@@ -5,6 +5,9 @@ errors.py      errors that stop a run with a one-line message
 task.py        the task folder contract, read without running anything
 config.py      overnight.toml, prepare.py constants and CLI flags, resolved into Settings
 model_config.py  the [agent] settings of the model providers
+imports.py     the modules prepare.py and train.py import, read from the syntax tree
+dependencies.py  what a task declares it needs (pyproject.toml, requirements.txt, [image])
+task_images.py the image a task runs in, built if need be, and its imports checked in it
 edit_tool.py   the agent's one tool, `edit`, bound to train.py
 agents/        the agents that propose experiments (mutate, replay, a model)
 providers/     the model seam: Anthropic, OpenAI and litellm adapters, retries, costs

@@ -90,10 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("task", type=Path, nargs="?", help="task folder whose settings to check")
     _agent_arguments(doctor)
 
-    image = commands.add_parser("image", help="manage the default image")
+    image = commands.add_parser("image", help="build the default image or a task's image")
     image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     build = image_commands.add_parser(
-        "build", help="build overnight's default image offline (debootstrap)"
+        "build", help="build overnight's default image offline (debootstrap), or a task's image"
+    )
+    build.add_argument(
+        "task", type=Path, nargs="?", help="a task folder: build the image it runs in, ahead"
     )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     return parser
@@ -155,6 +158,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         task = args.task.resolve() if args.task else None
         return doctor(task, {"provider": args.provider, "model": args.model})
+    if args.task is not None:
+        from harness.task_images import build_for_task
+
+        build_for_task(args.task.resolve(), force=args.force)
+        return 0
     from sandbox.docker_sandbox import connect
     from sandbox.image import build_default_image
 

@@ -99,6 +99,46 @@ class SandboxConfig(Strict):
         return value
 
 
+_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+
+
+class ImageConfig(Strict):
+    """The `[image]` table: what the task's image adds to overnight's base image."""
+
+    packages: tuple[str, ...] = Field(
+        (),
+        description="Debian packages to install with apt (from the base image's own sources), "
+        'e.g. ["python3-requests", "libgomp1"].',
+    )
+    pip: tuple[str, ...] = Field(
+        (),
+        description='pip requirement strings, e.g. ["torch==2.9.1", "tqdm>=4"], installed with '
+        "pyproject.toml's [project].dependencies and requirements.txt.",
+    )
+    build_timeout: float = Field(
+        3600.0, gt=0, description="Seconds building the task's image may take."
+    )
+
+    @field_validator("packages")
+    @classmethod
+    def _are_debian_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _DEBIAN_PACKAGE.match(name):
+                raise ValueError(f"{name!r} is not a Debian package name (like python3-requests)")
+        return value
+
+    @field_validator("pip")
+    @classmethod
+    def _are_requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for requirement in value:
+            if not requirement.strip() or requirement.lstrip().startswith("-"):
+                raise ValueError(
+                    f"{requirement!r} is not a requirement string (like tqdm>=4); pip options "
+                    "are not allowed here"
+                )
+        return value
+
+
 class MutateAgentConfig(Strict):
     provider: Literal["mutate"] = "mutate"
     seed: int = Field(0, description="Seed of the mutation agent; the same seed, the same night.")
@@ -162,6 +202,7 @@ class TaskConfig(Strict):
         "every run beats the previous best, with its worst run as its metric.",
     )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
     agent: AgentConfig = Field(default_factory=MutateAgentConfig)
     edit: EditConfig = Field(default_factory=EditConfig)
     night: NightConfig = Field(default_factory=NightConfig)
@@ -187,6 +228,7 @@ class Settings(Strict):
     edit: EditConfig
     night: NightConfig
     confirm_runs: int = 0
+    image_build: ImageConfig = Field(default_factory=ImageConfig)
 
     def with_metric(self, metric: str, direction: Direction, source: str) -> Settings:
         return Settings.model_validate(
@@ -241,6 +283,7 @@ def resolve_settings(
         agent=agent,
         edit=config.edit,
         night=config.night,
+        image_build=config.image,
     )
 
 

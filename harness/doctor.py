@@ -1,6 +1,6 @@
 """`overnight doctor [TASK]`: is everything a night needs ready? The key, one tiny request to the
-configured model, the Docker engine and the image. It prints one line per check and changes
-nothing (no repository, no run folder, no image build).
+configured model, the Docker engine, the image and the modules the task imports. It prints one
+line per check and changes nothing (no repository, no run folder, no image build).
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ def doctor(
     if agent is not None:
         _check_agent(agent, check)
     _check_docker(image, has_dockerfile, task_dir, check)
+    if task_dir is not None and agent is not None:
+        from harness.task_images import image_checks
+
+        for ok, problem in image_checks(task_dir, overrides):
+            check(ok, problem)
     out("ready" if not problems else f"not ready: {len(problems)} problem(s)")
     return 2 if problems else 0
 

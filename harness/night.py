@@ -188,9 +188,9 @@ def _wait_for_engine(settings: Settings, run_dir: RunDir, view: View):
 
 
 def _image(client, settings: Settings, task: Task, view: View) -> str:
-    from sandbox.image import resolve_image
+    from harness.task_images import night_image
 
-    return resolve_image(client, settings.image, task.root, task.has_dockerfile, log=view.message)
+    return night_image(client, settings, task, view.message)
 
 
 def _harness_log(run_dir: RunDir) -> logging.Logger:

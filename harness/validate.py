@@ -1,6 +1,7 @@
 """`overnight validate`: check a task folder without running anything, and say what a run would do.
 
-It changes nothing: no repository is created, no container is started, no image is built.
+It changes nothing: no repository is created, no image is built; the only container is one
+locked-down look inside the image for the modules prepare.py and train.py import.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from harness.errors import OvernightError
 def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None) -> int:
     from harness.config import resolve_settings
     from harness.task import load_task
+    from harness.task_images import image_lines
 
     problems: list[str] = []
     try:
@@ -51,6 +53,8 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
     for line in _needs(task, settings, problems):
         out(line)
     out(f"image: {image}")
+    for line in image_lines(task, settings, client, problems):
+        out(line)
     out(
         f"limits: memory {settings.sandbox.memory}, cpus {settings.sandbox.cpus:g}, "
         f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, "

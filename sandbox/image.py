@@ -1,8 +1,12 @@
-"""Images without a registry: the default image built offline with debootstrap, task Dockerfiles.
+"""Images without a registry: the default image built offline with debootstrap, image checks.
 
-The default image is a minimal Debian root with Python 3 and numpy from Debian's own packages,
-made by debootstrap from the mirror this machine's apt already uses, then `docker import`ed.
-Nothing is ever pulled.
+The default image is a minimal Debian root with Python 3, numpy and pip from Debian's own
+packages, made by debootstrap from the mirror this machine's apt already uses, then
+`docker import`ed. Nothing is ever pulled.
+
+pip works for root in derived images through /etc/pip.conf (`break-system-packages`): packages
+go to /usr/local, beside Debian's, for the one `python3` every step runs. A venv would need its
+own PATH and `--system-site-packages` to keep Debian's numpy, and a second Python to reason about.
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ from pathlib import Path
 
 from harness.errors import OvernightError
 
-DEFAULT_IMAGE = "overnight/python:1"
-PACKAGES = ("python3", "python3-numpy")
+DEFAULT_IMAGE = "overnight/python:2"
+PACKAGES = ("python3", "python3-numpy", "python3-pip")
+# Written into the image: pip installs as root without a venv, leaves no cache in a layer and
+# does not warn about root (a build container is root by design).
+PIP_CONF = """[global]
+break-system-packages = true
+no-cache-dir = true
+root-user-action = ignore
+disable-pip-version-check = true
+"""
 RECIPE_LABEL = "org.overnight.recipe"
 _FALLBACK_SUITE = "bookworm"
 
@@ -28,7 +40,7 @@ class ImageError(OvernightError):
 
 
 def recipe_hash(suite: str, mirror: str) -> str:
-    text = "|".join([DEFAULT_IMAGE, suite, mirror, *PACKAGES])
+    text = "|".join([DEFAULT_IMAGE, suite, mirror, *PACKAGES, PIP_CONF])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -148,46 +160,21 @@ def _trim(root: Path) -> None:
     python = root / "usr/bin/python"
     if not python.exists():
         python.symlink_to("python3")
+    (root / "etc/pip.conf").write_text(PIP_CONF)
 
 
-def dockerfile_image(client, task_dir: Path, log=print) -> str:
-    """Build the task's Dockerfile once, cached by the hash of its content."""
-    dockerfile = task_dir / "Dockerfile"
-    digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:16]
-    name = f"overnight/task:{digest}"
-    if image_exists(client, name):
-        return name
-    log(f"building {dockerfile} as {name}")
-    import docker.errors
-
-    try:
-        client.images.build(
-            path=str(task_dir),
-            dockerfile="Dockerfile",
-            tag=name,
-            pull=False,
-            rm=True,
-            forcerm=True,
+def configured_image(client, name: str, task_dir: Path) -> str:
+    """An image the task names; it must already be on this machine (nothing is ever pulled)."""
+    if not image_exists(client, name):
+        raise ImageError(
+            f"{task_dir / 'overnight.toml'}: image {name!r} is not on this machine; "
+            f"load or build it first (`docker images` lists what you have)"
         )
-    except docker.errors.BuildError as err:
-        tail = "".join(str(c.get("stream", c.get("error", ""))) for c in err.build_log)[-2000:]
-        raise ImageError(f"{dockerfile}: the build failed; fix the Dockerfile:\n{tail}") from err
     return name
 
 
-def resolve_image(
-    client, configured: str | None, task_dir: Path, has_dockerfile: bool, log=print
-) -> str:
-    """The image a task runs in; it must already be on this machine (nothing is ever pulled)."""
-    if configured:
-        if not image_exists(client, configured):
-            raise ImageError(
-                f"{task_dir / 'overnight.toml'}: image {configured!r} is not on this machine; "
-                f"load or build it first (`docker images` lists what you have)"
-            )
-        return configured
-    if has_dockerfile:
-        return dockerfile_image(client, task_dir, log=log)
+def base_image(client) -> str:
+    """DEFAULT_IMAGE, which must have been built (`overnight image build`)."""
     if not image_exists(client, DEFAULT_IMAGE):
         raise ImageError(
             f"the default image {DEFAULT_IMAGE} is not built yet: run `overnight image build` "

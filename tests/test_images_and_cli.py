@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import REPO, committed_repo, results, run_cli, write_task
 
-from sandbox.image import debian_mirror
+from sandbox.image import DEFAULT_IMAGE, debian_mirror
 
 INLINE_PREPARE = 'METRIC = "score"\nDIRECTION = "maximize"\nTIME_BUDGET = 5\n'
 
@@ -27,7 +27,7 @@ def test_a_task_dockerfile_is_built_once_and_used(
                 "prepare.py": INLINE_PREPARE,
                 "train.py": train,
                 # The label makes this Dockerfile new to the engine: the first run must build it.
-                "Dockerfile": f"FROM overnight/python:1\nLABEL test={time.time_ns()}\n"
+                "Dockerfile": f"FROM {DEFAULT_IMAGE}\nLABEL test={time.time_ns()}\n"
                 "RUN echo 42 > /etc/overnight-marker\n",
             },
         )

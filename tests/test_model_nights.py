@@ -11,6 +11,7 @@ from fake_llm_server import FakeLLM, Usage, drop, edit_session, error, guard_net
 
 from harness.edit_tool import EDIT_TOOL
 from harness.seams import Verdict
+from sandbox.image import DEFAULT_IMAGE
 
 LR = ("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02", "Raise the learning rate to 0.02")
 FAST = "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
@@ -255,7 +256,7 @@ def test_doctor_says_what_is_ready_and_what_is_not(tmp_path, capsys, monkeypatch
         assert "ok: anthropic claude-test: SDK installed, credentials in the environment" in out
         assert "ok: anthropic claude-test answered in" in out and "1000 input" in out
         assert "ok: Docker engine reachable" in out
-        assert "ok: image overnight/python:1 is on this machine" in out
+        assert f"ok: image {DEFAULT_IMAGE} is on this machine" in out
         assert out.strip().endswith("ready")
         assert llm.requests[0].body["tools"][0]["name"] == "edit"
 
