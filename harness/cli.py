@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
             f"branch overnight/{summary.tag}"
         )
     print(f"results: {summary.run_dir / 'results.tsv'}")
-    if (summary.run_dir / "report.html").exists():
+    if (summary.run_dir / "report.html").is_file():
         print(f"report: {summary.run_dir / 'report.html'}")
     return 3 if summary.failed else 0
 

@@ -245,6 +245,8 @@ def _best_diff(data: NightData) -> str:
     if base is None or best is None or best.experiment == 0:
         return ""
     worktree = data.folder / "worktree"
+    if not worktree.is_dir():
+        return ""  # a run folder copied away from its repository
     command = ["git", "-C", str(worktree), "diff", "--no-color", "--no-ext-diff", "--no-textconv"]
     try:
         done = subprocess.run(
@@ -253,8 +255,11 @@ def _best_diff(data: NightData) -> str:
             timeout=30,
             check=True,
         )
+    except subprocess.CalledProcessError as err:
+        reason = err.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:]
+        return f"(not available: git diff {base.commit} {best.commit} failed: {''.join(reason)})"
     except (OSError, subprocess.SubprocessError) as err:
-        return f"(not available: git diff {base.commit} {best.commit} failed in {worktree}: {err})"
+        return f"(not available: git diff {base.commit} {best.commit} failed: {err})"
     text = done.stdout.decode("utf-8", errors="replace")
     if len(text) > _DIFF_CAP:
         text = text[:_DIFF_CAP] + "\n... (cut)\n"

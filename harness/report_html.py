@@ -23,7 +23,7 @@ h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:32px 0 8px;border-bott
 .sub{color:#666;margin:0 0 16px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{border:1px solid #ddd;border-radius:8px;padding:8px 14px;min-width:150px}
-.card b{display:block;font-size:12px;color:#666;font-weight:600;text-transform:uppercase}
+.card b{display:block;font-size:12px;color:#666;font-weight:600}
 .card span{font-size:18px}
 img.plot{width:100%;height:auto;border:1px solid #eee}
 table{border-collapse:collapse;width:100%;font-size:14px}
