@@ -143,7 +143,9 @@ def test_report_html_opens_from_disk_with_no_request_no_error_and_everything_vis
         1600,
         900,
     )
-    assert "\x1b" not in seen.dom and "\u202e" not in seen.dom and "evil.example/\x07" not in seen.dom
+    assert (
+        "\x1b" not in seen.dom and "\u202e" not in seen.dom and "evil.example/\x07" not in seen.dom
+    )
     assert '<img src="http://evil.example' not in seen.dom
 
     shot = Image.open(io.BytesIO(seen.screenshot)).convert("RGB")
@@ -261,7 +263,9 @@ def synthetic_night(folder: Path, rows: list[tuple[str, float | None, str]], con
     lines = ["\t".join(HEADER) + "\n"]
     for number, (status, metric, description) in enumerate(rows):
         lines.append(
-            format_row(ExperimentRecord(number, f"{number:07x}", metric, Verdict(status), description))
+            format_row(
+                ExperimentRecord(number, f"{number:07x}", metric, Verdict(status), description)
+            )
         )
     (folder / "results.tsv").write_text("".join(lines))
     settings = {"metric": "sharpe", "direction": "maximize", "protected": True}
