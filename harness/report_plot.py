@@ -13,7 +13,8 @@ from harness.seams import Verdict
 
 WIDTH, HEIGHT, DPI = 16, 9, 100  # 1600 x 900 pixels
 KEPT_COLOUR = "#1a9850"
-_MAX_LABELS = 20
+_MAX_LABELS = 25
+_CHAR_PX, _LINE_PX = 6.9, 16.0  # a 9-point label's average character width and height
 _LABEL_CHARS = 48
 _FAILURE_MARKS = {
     Verdict.CRASH: ("x", "#d73027"),
@@ -79,11 +80,11 @@ def _draw(axes, data: NightData) -> None:
         zorder=4,
         label="kept",
     )
-    _labels(axes, kept, last)
     _failures(axes, data)
     direction = "higher" if data.maximize else "lower"
     axes.set_ylim(low, high)
     axes.set_xlim(-0.5, max(last, 1) + 0.5)
+    _labels(axes, kept, data.maximize)  # after the limits: it places them in pixels
     axes.set_xlabel("experiment", fontsize=13)
     axes.set_ylabel(f"{data.metric} ({direction} is better)", fontsize=13, parse_math=False)
     counts = f"{data.proposals} experiments, {max(len(kept) - 1, 0)} kept"
@@ -153,33 +154,66 @@ def _running_best(axes, data: NightData, kept, last: int) -> None:
         )
 
 
-def _labels(axes, kept, last: int) -> None:
-    """Each kept experiment's description; when they would crowd, the biggest steps first."""
+def _labels(axes, kept, maximize: bool) -> None:
+    """Each kept experiment's description, on the side of the step line away from the points,
+    biggest steps first, skipping any that would overlap one already placed."""
     steps = sorted(itertools.pairwise(kept), key=lambda pair: abs(pair[1].metric - pair[0].metric))
-    gap = max(last, 1) / 45  # labels closer than this (in experiments) would overlap
-    chosen: list = []
+    right_edge = axes.transAxes.transform((1.0, 0.0))[0]
+    placed: list[tuple[float, float, float, float]] = []
     for _, row in reversed(steps):
-        if len(chosen) == _MAX_LABELS:
+        if len(placed) == _MAX_LABELS:
             break
-        if all(abs(row.experiment - other.experiment) >= gap for other in chosen):
-            chosen.append(row)
-    for row in chosen:
         text = row.description.strip()
         if len(text) > _LABEL_CHARS:
             text = text[: _LABEL_CHARS - 1] + "…"
+        text = f"#{row.experiment} {text}"
+        x, y = axes.transData.transform((row.experiment, row.metric))
+        spot = _free_spot(x, y, len(text) * _CHAR_PX, right_edge, maximize, placed)
+        if spot is None:
+            continue
+        placed.append(spot[0])
+        dx, dy, left = spot[1], spot[2], spot[3]
         axes.annotate(
-            f"#{row.experiment} {text}",
+            text,
             (row.experiment, row.metric),
             textcoords="offset points",
-            xytext=(6, 6),
+            xytext=(_px_to_pt(dx), _px_to_pt(dy)),
             fontsize=9,
             color="#0b5a2b",
-            rotation=20,
-            ha="left",
-            va="bottom",
+            ha="left" if left else "right",
+            va="top" if maximize else "bottom",
             parse_math=False,
             annotation_clip=True,
+            arrowprops={"arrowstyle": "-", "color": "#0b5a2b", "alpha": 0.4, "lw": 0.6}
+            if abs(dy) > 6
+            else None,
         )
+
+
+def _free_spot(x, y, width, right_edge, maximize, placed):
+    """(box, dx, dy, text to the right) for a label near the point (x, y) in pixels, on the free
+    side of the step line (above it when minimizing, below when maximizing), or None."""
+    sign = -1 if maximize else 1
+    sides = (True, False) if x + 6 + width <= right_edge else (False,)
+    for lines in range(4):
+        dy = sign * (6 + lines * _LINE_PX)
+        for left in sides:
+            dx = 6 if left else -6
+            box_x = (x + dx, x + dx + width) if left else (x + dx - width, x + dx)
+            box_y = (y + dy - _LINE_PX, y + dy) if maximize else (y + dy, y + dy + _LINE_PX)
+            box = (*box_x, *box_y)
+            if not any(_overlap(box, other) for other in placed):
+                return box, dx, dy, left
+    return None
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether two (left, right, bottom, top) boxes in pixels intersect."""
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def _px_to_pt(pixels: float) -> float:
+    return pixels * 72 / DPI
 
 
 def _failures(axes, data: NightData) -> None:
