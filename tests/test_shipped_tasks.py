@@ -52,8 +52,9 @@ def test_trading_keeps_a_regime_filter_and_refuses_look_ahead_and_kept_state(
                 "description": "peek at the next bar",
                 "calls": [
                     edit(
-                        "    return out\n",
-                        "    out[:-1] = np.sign(np.diff(prices)) * POSITION_SIZE\n    return out\n",
+                        "        out[t] = side * size\n",
+                        "        out[t] = side * size\n"
+                        "    out[:-1] = np.sign(np.diff(prices)) * POSITION_SIZE\n",
                     )
                 ],
             },
@@ -61,10 +62,10 @@ def test_trading_keeps_a_regime_filter_and_refuses_look_ahead_and_kept_state(
                 "description": "remember the prices between calls",
                 "calls": [
                     edit(
-                        "    return out\n",
+                        "        out[t] = side * size\n",
+                        "        out[t] = side * size\n"
                         "    import os, tempfile\n"
-                        "    np.save(os.path.join(tempfile.gettempdir(), 'seen.npy'), prices)\n"
-                        "    return out\n",
+                        "    np.save(os.path.join(tempfile.gettempdir(), 'seen.npy'), prices)\n",
                     )
                 ],
             },
@@ -105,14 +106,18 @@ def test_speedup_keeps_a_vectorised_version_and_refuses_a_wrong_answer(
         [
             {"description": "numpy: every window at once", "calls": [edit(body, vectorised)]},
             {
-                "description": "population std instead of the sample's",
-                "calls": [edit("ddof=1", "ddof=0")],
+                "description": "the window is always 64 anyway",
+                "calls": [
+                    edit("    import numpy as np\n", "    import numpy as np\n\n    window = 64\n")
+                ],
             },
         ],
         capsys,
     )
     assert [r.status.value for r in rows] == ["keep", "keep", "invalid"]
     baseline, faster = rows[0].metric, rows[1].metric
-    assert baseline is not None and faster is not None and faster < baseline / 3
+    # The worker's start-up (a tenth of a second idle, more on a loaded machine) is in both.
+    assert baseline is not None and faster is not None and faster < baseline / 2
     assert "correct on the public sample" in output(task, 1)
-    assert "wrong answer at index" in output(task, 2)
+    assert "correct on the public sample" in output(task, 2)  # its window is 64
+    assert "case 0: rolling_zscore returned float64 of shape" in output(task, 2)
