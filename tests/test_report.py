@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -254,19 +255,16 @@ def test_without_matplotlib_the_report_has_no_plot_and_says_how_to_get_one(night
     write_report(folder)  # leave the module's folder with its plot for the other tests
 
 
-def synthetic_night(folder: Path, rows: list[tuple[str, float | None, str]], config=None) -> Path:
-    """A run folder as the harness writes one: (status, metric, description) per experiment."""
+def synthetic_night(folder: Path, rows: list[tuple], config=None) -> Path:
+    """A run folder as the harness writes one: (status, metric, description[, cost]) per row."""
     from harness.ledger import HEADER, format_row
     from harness.seams import ExperimentRecord, Verdict
 
     folder.mkdir(parents=True)
     lines = ["\t".join(HEADER) + "\n"]
-    for number, (status, metric, description) in enumerate(rows):
-        lines.append(
-            format_row(
-                ExperimentRecord(number, f"{number:07x}", metric, Verdict(status), description)
-            )
-        )
+    for number, (status, metric, description, *cost) in enumerate(rows):
+        record = ExperimentRecord(number, f"{number:07x}", metric, Verdict(status), description)
+        lines.append(format_row(replace(record, cost_usd=cost[0] if cost else 0.0)))
     (folder / "results.tsv").write_text("".join(lines))
     settings = {"metric": "sharpe", "direction": "maximize", "protected": True}
     (folder / "config.json").write_text(json.dumps({"settings": settings, **(config or {})}))
@@ -301,3 +299,23 @@ def test_a_thousand_experiments_are_reported_well_within_a_few_seconds(tmp_path)
     # bench/report.py measures it (about half a second here); the margin is for loaded machines.
     assert elapsed < 5, f"{elapsed:.2f}s for 1,000 experiments"
     assert "1000 run" in (folder / "report.md").read_text()
+
+
+def test_a_model_agents_cost_tokens_and_phase_times_come_from_the_events(tmp_path):
+    rows = [("keep", 1.0, "baseline"), ("keep", 1.2, "a", 0.1), ("skipped", None, "b", 0.025)]
+    folder = synthetic_night(tmp_path / "t" / ".overnight" / "model", rows)
+    usage = {"calls": 2, "input_tokens": 1500, "cached_input_tokens": 1000, "output_tokens": 300}
+    lines = [
+        {"ts": 100.0, "event": "run", "experiment": 0, "train_seconds": 4.0, "eval_seconds": 1.0},
+        {"ts": 130.0, "event": "proposal", "experiment": 1, "seconds": 20.0, "usage": usage},
+        {"ts": 140.0, "event": "run", "experiment": 1, "train_seconds": 6.0, "eval_seconds": 3.0},
+        {"ts": 3700.0, "event": "proposal", "experiment": 2, "seconds": 40.0, "usage": usage},
+    ]
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    write_report(folder)
+    md = (folder / "report.md").read_text()
+    assert "- **cost**: $0.12\n" in md
+    assert "- **tokens**: 3,000 in (2,000 cached), 600 out, 4 calls\n" in md
+    assert "- **hours**: 1.00\n" in md
+    assert "| propose | 2 | 30.00s |" in md and "| train | 2 | 5.00s |" in md
+    assert "| evaluate | 2 | 2.00s |" in md

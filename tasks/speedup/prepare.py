@@ -78,8 +78,11 @@ def evaluate(output_dir):
     with np.load(os.path.join(private, "hidden.npz"), allow_pickle=False) as data:
         cases = [(data[f"values_{i}"], int(data[f"window_{i}"])) for i in range(int(data["count"]))]
         timed = data["timed"]
-    if timed.dtype != np.float64 or timed.shape != (N_TIMED,):
-        raise ValueError(f"hidden.npz: unexpected timed input {timed.dtype} {timed.shape}")
+    for values, _ in [*cases, (timed, WINDOW)]:
+        if values.dtype != np.float64 or values.ndim != 1:
+            raise ValueError(f"hidden.npz: expected 1-D float64 inputs, got {values.dtype} {values.shape}")
+    if timed.shape != (N_TIMED,):
+        raise ValueError(f"hidden.npz: the timed input has shape {timed.shape}, expected ({N_TIMED},)")
     for number, (values, window) in enumerate(cases):
         check(call_train("rolling_zscore", values, window, timeout=60), values, window, f"case {number}")
     seconds, cpu = [], []
