@@ -19,6 +19,12 @@ ledger.py      results.tsv, events.jsonl and per-experiment files
 night.py       the loop that wires all of the above
 live.py        the terminal view
 status.py      `overnight status`
+report.py      `overnight report`: report.html, report.md and progress.png in the run folder
+report_data.py what the report shows, read from the run folder (untrusted text cleaned there)
+report_summary.py  the headline and the settings, in words both formats share
+report_plot.py progress.png (matplotlib, imported lazily, headless)
+report_html.py report.html: one self-contained page
+report_md.py   report.md: for a pull request or a chat
 validate.py    `overnight validate`
 doctor.py      `overnight doctor`
 cli.py         argument parsing

@@ -65,11 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["docker", "local"],
         help="docker (default), or local for machines without Docker: weaker isolation",
     )
+    run.add_argument(
+        "--report-every",
+        type=int,
+        metavar="N",
+        default=0,
+        help="rewrite the report after every N experiments (it is always written at the end)",
+    )
 
     status = commands.add_parser("status", help="what a run has done so far")
     status.add_argument("task", type=Path)
     status.add_argument("--tag", default=None, help="default: the most recent run")
     status.add_argument("--json", action="store_true", help="print JSON")
+
+    report = commands.add_parser(
+        "report", help="write report.html, report.md and progress.png into a run's folder"
+    )
+    report.add_argument("task", type=Path)
+    report.add_argument("--tag", default=None, help="default: the most recent run")
 
     validate = commands.add_parser(
         "validate", help="check a task folder and say what a run would do"
@@ -144,6 +157,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = status_report(args.task.resolve(), args.tag)
         print(json.dumps(report, indent=2) if args.json else format_status(report))
         return 0
+    if args.command == "report":
+        return _report(args)
     if args.command == "validate":
         from harness.validate import validate
 
@@ -188,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         "model": args.model,
         "max_cost": args.max_cost,
     }
-    for name in ("max_experiments", "max_hours", "max_consecutive_crashes"):
+    for name in ("max_experiments", "max_hours", "max_consecutive_crashes", "report_every"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise TaskError(f"--{name.replace('_', '-')} must be 0 or more")
@@ -203,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
                 max_hours=args.max_hours,
                 until=args.until,
                 max_consecutive_crashes=args.max_consecutive_crashes,
+                report_every=args.report_every,
             ),
             view,
         )
@@ -216,7 +232,21 @@ def _run(args: argparse.Namespace) -> int:
             f"branch overnight/{summary.tag}"
         )
     print(f"results: {summary.run_dir / 'results.tsv'}")
+    if (summary.run_dir / "report.html").is_file():
+        print(f"report: {summary.run_dir / 'report.html'}")
     return 3 if summary.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness.report import report_folder, write_report
+
+    written = write_report(report_folder(args.task.resolve(), args.tag))
+    if written.note:
+        print(f"overnight: {written.note}", file=sys.stderr)
+    for path in (written.html, written.markdown, written.plot):
+        if path is not None:
+            print(path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class Night:
         self.rows = run_dir.rows()
         self.best_commit = ""
         self.usage = Usage()  # of the proposal being run
+        self.on_record: Callable[[ExperimentRecord], None] | None = None  # after each ledger row
         self.signals = StopSignals(on_first=self._stop_requested)
         night = settings.night
         self.pauses = PausePolicy(
@@ -239,6 +240,7 @@ class Night:
         editor = TrainEditor(
             base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
         )
+        started = time.monotonic()
         try:
             proposal = self.agent.propose(self._context(number, base_source), editor)
         except StopNight as stop:
@@ -247,7 +249,7 @@ class Night:
         if proposal is None:
             return "the agent has no more proposals"
         self.usage = proposal.usage
-        description = self._log_proposal(number, proposal, editor)
+        description = self._log_proposal(number, proposal, editor, time.monotonic() - started)
         crashpoint("proposal logged")
         problem = _unrunnable(base_source, editor.source)
         if problem:
@@ -282,7 +284,9 @@ class Night:
         crashpoint("recorded")
         return None
 
-    def _log_proposal(self, number: int, proposal: Proposal, editor: TrainEditor) -> str:
+    def _log_proposal(
+        self, number: int, proposal: Proposal, editor: TrainEditor, seconds: float
+    ) -> str:
         """Write the transcript and the proposal event; returns the one-line description."""
         description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
         calls = [
@@ -299,6 +303,7 @@ class Night:
             "proposal",
             experiment=number,
             description=description,
+            seconds=round(seconds, 3),
             calls=calls,
             usage=asdict(proposal.usage),
         )
@@ -360,6 +365,7 @@ class Night:
             train_status=train.status.value,
             exit_code=train.exit_code,
             train_seconds=train.wall_s,
+            eval_seconds=measurement.evaluation.wall_s if measurement.evaluation else None,
             eval_status=measurement.evaluation.status.value if measurement.evaluation else None,
             metric=measurement.metric,
             metrics=measurement.metrics,
@@ -403,6 +409,8 @@ class Night:
             "decision", experiment=row.experiment, status=row.status.value, **details
         )
         self.view.result(row, self.best)
+        if self.on_record is not None:
+            self.on_record(row)
 
 
 def _unrunnable(base: str, source: str) -> str:

@@ -26,6 +26,7 @@ from harness.ledger import RunDir
 from harness.live import View
 from harness.loop import Night
 from harness.pauses import with_pauses
+from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
 from harness.seams import ExperimentRecord, StopNight, Verdict
 from harness.task import Task, load_task
@@ -40,6 +41,7 @@ class RunOptions:
     max_hours: float | None = None
     until: str | None = None
     max_consecutive_crashes: int | None = None
+    report_every: int = 0  # rewrite the report after every N experiments (0: only at the end)
 
 
 @dataclass
@@ -74,7 +76,7 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     place = _clean_repo(task, view)
     run_dir = RunDir(task.root, options.tag)
     run_dir.create()
-    with RunLock(run_dir.root):
+    with RunLock(run_dir.root), at_the_end(run_dir.root, lambda: view.log, view.message):
         log = view.log = _harness_log(run_dir)
         unclean = read_state(run_dir.root).get("state") in ("running", "paused")
         write_state(run_dir.root, "running")
@@ -84,8 +86,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
                 image = _image(client, settings, task, view)
             assert image is not None
             reason = _run(
-                task, settings, agent, client, image, place, run_dir, view, budget, unclean
-            )
+                task, settings, agent, client, image, place, run_dir, view, budget, unclean,
+                options.report_every,
+            )  # fmt: skip
         except StopNight as stop:
             write_state(run_dir.root, "stopped", reason=str(stop))
             log.info("stopped: %s", stop)
@@ -98,7 +101,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     return NightSummary(options.tag, run_dir.root, reason, run_dir.rows())
 
 
-def _run(task, settings, agent, client, image, place, run_dir, view, budget, unclean) -> str:
+def _run(
+    task, settings, agent, client, image, place, run_dir, view, budget, unclean, report_every
+) -> str:
     from sandbox.docker_sandbox import remove_leftovers
 
     _check_same_evaluator(run_dir, task, settings, image)
@@ -122,6 +127,8 @@ def _run(task, settings, agent, client, image, place, run_dir, view, budget, unc
         _write_config(run_dir, task, resolved, image)
 
     night = Night(task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
+    if report_every:
+        night.on_record = Refresher(run_dir.root, report_every, view.log, view.message)
     try:
         return night.run()
     finally:
