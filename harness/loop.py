@@ -420,26 +420,23 @@ class Night:
 def _agent_output(
     measurement: Measurement, metric: str | None, shown: float | None, show: bool
 ) -> str:
-    """What the agent may read of one run: the training's output, then the harness's words on
-    the metric; the evaluator's own output only with show_evaluator_output."""
+    """What the agent may read of one run: the training's output, the evaluator's only with
+    show_evaluator_output, and last (so a cut tail keeps it) the harness's words on the metric."""
     train = measurement.train
     text = (
         f"# train.py ({train.status.value}, exit {train.exit_code}, {train.wall_s:.1f}s)\n"
         f"{train.output_tail}"
     )
-    if measurement.evaluation is None and not measurement.note:
-        return text
-    text += f"\n# overnight: {metric} = {shown:.6g}\n" if shown is not None else ""
-    text += f"\n# overnight: no valid metric: {measurement.note}\n" if shown is None else ""
-    if measurement.evaluation is None:
-        return text
-    if not show:
-        return text + "# (the evaluator's own output is kept for the human in evaluate.txt)\n"
-    return (
-        text
-        + "# the evaluator's output (show_evaluator_output = true):\n"
-        + (_evaluator_output(measurement))
-    )
+    if measurement.evaluation is not None and show:
+        text += "\n# the evaluator's output (show_evaluator_output = true):\n"
+        text += _evaluator_output(measurement)
+    elif measurement.evaluation is not None:
+        text += "\n# (the evaluator's own output is kept for the human in evaluate.txt)"
+    if shown is not None:
+        return text + f"\n# overnight: {metric} = {shown:.6g}\n"
+    if measurement.note:
+        return text + f"\n# overnight: no valid metric: {measurement.note}\n"
+    return text + "\n"
 
 
 def _evaluator_output(measurement: Measurement) -> str:

@@ -77,7 +77,7 @@ def unsafe_output(root, limit):
 
 
 def _short(path):
-    return path if len(path) <= 200 else path[:200] + "..."
+    return path if len(path) <= 60 else path[:60] + "..."
 
 
 # --- during the evaluation --------------------------------------------------------------------
