@@ -5,7 +5,8 @@
 Before train.py is imported, the worker makes itself the first process the kernel kills when
 memory runs out in the evaluator's container (oom_score_adj 1000), in a way train.py cannot undo:
 a Landlock domain, which no process can leave and every child inherits, lets it write files only
-under /tmp, /dev and its home, so /proc/self/oom_score_adj can no longer be opened for writing.
+under its home and TMPDIR (/tmp in a container) and /dev, so /proc/self/oom_score_adj can no
+longer be opened for writing.
 (Without CAP_SYS_RESOURCE, which no container of ours holds, the kernel would let it lower the
 value back to 0.) Where the kernel lacks Landlock, this is said on the evaluator's output.
 
@@ -46,7 +47,7 @@ def confine():
             raise OSError(ctypes.get_errno(), "landlock")
         return result
 
-    allowed = {"/tmp", "/dev", os.environ.get("HOME", "/tmp"), os.environ.get("TMPDIR", "/tmp")}
+    allowed = {"/dev", os.environ.get("HOME", "/tmp"), os.environ.get("TMPDIR", "/tmp")}
     try:
         attr = ctypes.create_string_buffer(struct.pack("=Q", _WRITE_FILE), 8)
         ruleset = call(_CREATE_RULESET, attr, ctypes.c_size_t(8), 0)

@@ -12,6 +12,7 @@ quotes, or, for a model agent, any request the model received.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from test_night import replace_value, value_task
 
 from harness.experiment import read_result
 from harness.seams import RunResult, RunStatus
+from sandbox.evaluator_checks import MAX_ENTRIES, unsafe_output
 
 NARROWED = "(a value was narrowed; overnight makes that an error)"
 
@@ -372,38 +374,54 @@ def test_no_private_value_reaches_the_ledger_or_the_history_and_the_night_goes_o
 # --- a model agent's prompts -----------------------------------------------------------------
 
 EXITS = next(leak for leak in LEAKS if "exits 3" in leak.name)
+AGENT = (
+    '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
+    "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
+)
 
 
-@pytest.mark.parametrize("show", [False, True], ids=["hidden", "show_evaluator_output"])
-def test_a_model_agent_never_sees_held_out_rows_unless_the_task_shows_the_evaluators_output(
-    tmp_path, monkeypatch, show, no_leftover_containers
-):
-    script = [
-        tool({"command": "write", "content": LEAK_TRAIN + EXITS.body + "\n"}),
-        text(EXITS.name),
-        text("Nothing more to try."),
-    ]
-    agent = (
-        '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
-        "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
-    )
-    toml = f"show_evaluator_output = {'true' if show else 'false'}\n"
+def model_night(tmp_path, monkeypatch, leaks: list[Leak], show: bool):
+    """A night of a model agent over HTTP that proposes `leaks` in turn, then nothing more;
+    returns the task and the requests the model received."""
+    script = []
+    for leak in leaks:
+        script += [
+            tool({"command": "write", "content": LEAK_TRAIN + leak.body + "\n"}),
+            text(leak.name),
+        ]
+    script.append(text("Nothing more to try."))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
     with guard_network(), FakeLLM(script) as llm:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
-        task = leak_task(tmp_path / "task", toml, agent)
-        code, _ = run_cli("run", str(task), "--tag", "m", "--max-experiments", "2")
+        toml = f"show_evaluator_output = {'true' if show else 'false'}\n"
+        task = leak_task(tmp_path / "task", toml, AGENT)
+        code, _ = run_cli("run", str(task), "--tag", "m", "--max-experiments", str(len(leaks) + 1))
         requests = llm.model_requests()
     assert code == 0
-    assert [r.status.value for r in results(task, "m")] == ["keep", "invalid", "skipped"]
-    assert len(requests) == 3
+    statuses = [r.status.value for r in results(task, "m")]
+    assert statuses == ["keep"] + ["invalid"] * len(leaks) + ["skipped"]
+    assert len(requests) == 2 * len(leaks) + 1
+    return task, [json.dumps(r.body) for r in requests]
+
+
+def test_no_request_a_model_agent_receives_holds_a_held_out_row_only_the_kind_of_failure(
+    tmp_path, monkeypatch, no_leftover_containers
+):
+    quoted = [leak for leak in LEAKS if leak.quoted]
+    task, bodies = model_night(tmp_path, monkeypatch, quoted, show=False)
     needle = needle_of(task)
-    history = json.dumps(requests[2].body)  # the second proposal's prompt, with experiment 1
+    assert not [body for body in bodies if needle in body]
+    for number, leak in enumerate(quoted, start=1):  # the next proposal's prompt tells its kind
+        assert f"no valid metric: {leak.note}" in bodies[2 * number].replace('\\"', '"'), leak.name
+
+
+def test_show_evaluator_output_shows_the_model_agent_the_evaluators_output(
+    tmp_path, monkeypatch, no_leftover_containers
+):
+    task, bodies = model_night(tmp_path, monkeypatch, [EXITS], show=True)
+    history = bodies[2]  # the second proposal's prompt, with experiment 1 in it
     assert "call_train worker exited with code 3" in history
-    if show:  # the task author's choice: the evaluator's output, held-out rows and all
-        assert f"{needle}-row-119" in history
-    else:
-        assert all(needle not in json.dumps(r.body) for r in requests)
+    assert f"{needle_of(task)}-row-119" in history  # the task author's choice: held-out rows too
 
 
 # --- the metric as a side channel ------------------------------------------------------------
@@ -467,3 +485,38 @@ def test_the_harness_takes_only_json_numbers_and_known_failure_kinds_from_the_re
     metrics, got, _ = read_result(path, OK_RUN, "loss")
     assert got == note
     assert (metrics == {"loss": 1.5, "n": 3.0}) if not note else metrics == {}
+
+
+def test_the_output_check_refuses_deep_and_crowded_folders_without_raising(tmp_path):
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    try:
+        folder = os.open(deep, os.O_RDONLY)
+        for _ in range(3000):  # relative to a descriptor: the whole path is over PATH_MAX
+            os.mkdir("d", dir_fd=folder)
+            inner = os.open("d", os.O_RDONLY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        os.close(folder)
+        problem = unsafe_output(str(deep), 1 << 30)
+        assert problem is not None and "folders nested too deep (more than 100 levels)" in problem
+    finally:
+        remove_chain(deep)  # pytest's rmtree would recurse 3,000 deep, and fail every session
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for number in range(MAX_ENTRIES + 1):
+        (crowded / str(number)).touch()
+    assert f"{MAX_ENTRIES} entries" in str(unsafe_output(str(crowded), 1 << 30))
+    os.unlink(crowded / "0")
+    assert unsafe_output(str(crowded), 1 << 30) is None
+
+
+def remove_chain(top: Path) -> None:
+    """Remove a chain of folders named d under `top`, one level at a time."""
+    while (top / "d").exists():
+        if (top / "d" / "d").exists():
+            os.rename(top / "d" / "d", top / "next")
+            os.rmdir(top / "d")
+            os.rename(top / "next", top / "d")
+        else:
+            os.rmdir(top / "d")
