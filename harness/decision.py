@@ -31,9 +31,13 @@ def round_metric(metric: float | None, digits: int | None) -> float | None:
     """`metric` rounded to `digits` significant digits (unchanged without `digits`): what the
     agent, the ledger and the decision see, so that repeated experiments learn less about the
     held-out data from it."""
-    if metric is None or digits is None or not math.isfinite(metric):
-        return metric
-    return float(f"{metric:.{digits}g}")
+    return metric if metric is None else round_digits(metric, digits)
+
+
+def round_digits(value: float, digits: int | None) -> float:
+    if digits is None or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
 
 
 def is_better(metric: float, best: float, direction: Direction) -> bool:

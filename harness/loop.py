@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
-from harness.decision import confirm, decide, round_metric
+from harness.decision import confirm, decide, round_digits, round_metric
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
 from harness.experiment import Experimenter, Measurement, combine_runs, with_metric
@@ -225,10 +225,13 @@ class Night:
         )
         output = self.run_dir.experiment_dir(0) / "output.txt"
         tail = _last_lines(train.output_tail, 15) if train.status is not RunStatus.OK else ""
+        said = f"\nThe evaluator said: {measurement.detail}" if measurement.detail else ""
         return (
             f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric ({why}); "
             f"fix it, commit, and run again. Output: {output}"
+            + (f" and {output.with_name('evaluate.txt')}" if measurement.evaluation else "")
             + (f"\nIts output ends:\n{tail}" if tail else "")
+            + said
         )
 
     def _experiment(self, number: int) -> str | None:
@@ -377,7 +380,9 @@ class Night:
             protected=self.settings.protected,
             peak_memory_bytes=train.peak_memory_bytes,
         )
-        return replace(measurement, metric=shown)
+        digits = self.settings.metric_digits
+        metrics = {name: round_digits(value, digits) for name, value in measurement.metrics.items()}
+        return replace(measurement, metric=shown, metrics=metrics)  # a metric inferred: rounded too
 
     def _record(
         self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
