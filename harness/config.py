@@ -201,6 +201,23 @@ class TaskConfig(Strict):
         description="Re-run a new best this many times before keeping it; it is kept only if "
         "every run beats the previous best, with its worst run as its metric.",
     )
+    show_evaluator_output: bool = Field(
+        False,
+        strict=True,
+        description="Show the agent the evaluator's own output (its prints, tracebacks, "
+        "exception messages and what call_train's workers printed) with a failure. Off: it may "
+        "quote the held-out data; the agent gets only the status, the metric and the kind of "
+        "failure, and the output is kept for you in evaluate.txt.",
+    )
+    metric_digits: int | None = Field(
+        None,
+        ge=1,
+        le=17,
+        strict=True,
+        description="Round the metric to this many significant digits for the agent, the "
+        "ledger and the decision (events.jsonl keeps the full value), so that repeated "
+        "experiments learn less about the held-out data from it. Default: not rounded.",
+    )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
     agent: AgentConfig = Field(default_factory=MutateAgentConfig)
@@ -228,6 +245,12 @@ class Settings(Strict):
     edit: EditConfig
     night: NightConfig
     confirm_runs: int = 0
+    show_evaluator_output: bool = Field(
+        False, description="Whether the agent sees the evaluator's own output with a failure."
+    )
+    metric_digits: int | None = Field(
+        None, description="Significant digits the metric is rounded to before anyone sees it."
+    )
     image_build: ImageConfig = Field(default_factory=ImageConfig)
 
     def with_metric(self, metric: str, direction: Direction, source: str) -> Settings:
@@ -277,6 +300,8 @@ def resolve_settings(
         mode_reason=mode_reason,
         image=overrides.get("image", config.sandbox.image),
         confirm_runs=config.confirm_runs,
+        show_evaluator_output=config.show_evaluator_output,
+        metric_digits=config.metric_digits,
         sandbox=config.sandbox.model_copy(
             update={"backend": overrides.get("sandbox", config.sandbox.backend)}
         ),

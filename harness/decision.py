@@ -10,7 +10,12 @@ from harness.seams import Direction, RunStatus, Verdict
 def decide(
     train_status: RunStatus, metric: float | None, best: float | None, direction: Direction
 ) -> Verdict:
-    """Keep only a finite metric strictly better than the best; failures get their own status."""
+    """Keep only a finite metric strictly better than the best; failures get their own status.
+
+    `metric` is the value the ledger records. With `metric_digits` set it is already rounded to
+    that many significant digits (`round_metric`), so the decision is made on the rounded value:
+    a candidate that is better only beyond those digits ties with the best, and is discarded.
+    """
     if train_status is RunStatus.TIMEOUT:
         return Verdict.TIMEOUT
     if train_status in (RunStatus.CRASH, RunStatus.OOM):
@@ -20,6 +25,19 @@ def decide(
     if best is None or is_better(metric, best, direction):
         return Verdict.KEEP
     return Verdict.DISCARD
+
+
+def round_metric(metric: float | None, digits: int | None) -> float | None:
+    """`metric` rounded to `digits` significant digits (unchanged without `digits`): what the
+    agent, the ledger and the decision see, so that repeated experiments learn less about the
+    held-out data from it."""
+    return metric if metric is None else round_digits(metric, digits)
+
+
+def round_digits(value: float, digits: int | None) -> float:
+    if digits is None or not math.isfinite(value):
+        return value
+    return float(f"{value:.{digits}g}")
 
 
 def is_better(metric: float, best: float, direction: Direction) -> bool:

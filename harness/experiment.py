@@ -69,7 +69,12 @@ _BASE_ENV = {"HOME": HOME_DIR, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE
 _SANDBOX = Path(sandbox.__file__).resolve().parent
 _RUNNER = _SANDBOX / "evaluate_runner.py"
 # Mounted at HARNESS_DIR: the runner, the helper prepare.py imports, and call_train's worker.
-_RUNNER_FILES = ("evaluate_runner.py", "overnight_eval.py", "train_worker.py")
+_RUNNER_FILES = (
+    "evaluate_runner.py",
+    "evaluator_checks.py",
+    "overnight_eval.py",
+    "train_worker.py",
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,11 @@ class Measurement:
     evaluation: RunResult | None
     metric: float | None
     metrics: dict[str, float] = field(default_factory=dict)
+    # Why there is no valid metric, in the harness's own words: the agent may see it.
     note: str = ""
+    # The evaluator's own account (an exception's message, the end of its output): for the human
+    # only, since it may quote the private data.
+    detail: str = ""
 
 
 def combine_runs(runs: list[Measurement], metric: float | None, note: str) -> Measurement:
@@ -296,9 +305,9 @@ class Experimenter:
             note = "" if value is not None else missing_metric_note(metric, printed)
             return Measurement(train, None, value, printed, note)
         evaluation = self._evaluate(code, output, result)
-        metrics, note = read_result(result / "result.json", evaluation, metric or "")
+        metrics, note, detail = read_result(result / "result.json", evaluation, metric or "")
         value = metrics.get(metric) if metric else None
-        return Measurement(train, evaluation, value, metrics, note if metric else "")
+        return Measurement(train, evaluation, value, metrics, note, detail)
 
     def _task_view(self, size: int, with_train: Path | None) -> list[Mount | ScratchMount | Tmpfs]:
         """The task folder and HOME as setup left them, read-only over writable folders."""
@@ -385,41 +394,87 @@ def inline_metric(output: str, metric: str) -> float | None:
     return printed_metric(output, metric)
 
 
-def read_result(path: Path, evaluation: RunResult, metric: str) -> tuple[dict[str, float], str]:
-    """The evaluator's metrics, or an empty dict and why there is no valid metric."""
-    if evaluation.status is not RunStatus.OK:
-        return (
-            {},
-            f"evaluate() ended with {evaluation.status.value}: {_last_lines(evaluation.output_tail, 1)}",
-        )
-    try:
-        if path.is_symlink() or path.stat().st_size > _RESULT_LIMIT:
-            return {}, "the evaluator's result file is not a plain file of sane size"
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return {}, f"no result from evaluate(): {err}"
-    if isinstance(payload, dict) and "refused" in payload:
-        return {}, f"the output directory was refused: {str(payload['refused'])[:500]}"
-    raw = payload.get("metrics") if isinstance(payload, dict) else None
+def read_result(
+    path: Path, evaluation: RunResult, metric: str
+) -> tuple[dict[str, float], str, str]:
+    """The evaluator's metrics, or none, with a note and a detail saying why. The note is in the
+    harness's own words, so the agent may see it: a container status, a refusal of the output, or
+    a failure kind the runner names in a fixed vocabulary (checked here again). The detail is the
+    evaluator's own account, for the human only. Every value must be a JSON number (a JSON `true`
+    is not 1.0), finite."""
+    if evaluation.status in (RunStatus.TIMEOUT, RunStatus.OOM):
+        return {}, _ended(evaluation), _last_lines(evaluation.output_tail, 5)
+    payload, problem = _load_result(path)
+    if problem or not isinstance(payload, dict):
+        if evaluation.status is not RunStatus.OK:
+            problem = f"{_ended(evaluation)} without a result"
+        return {}, problem or "the evaluator's result is not a JSON object", ""
+    if "refused" in payload:
+        return {}, f"the output directory was refused: {str(payload['refused'])[:500]}", ""
+    if "invalid" in payload or evaluation.status is not RunStatus.OK:
+        kind, detail = payload.get("invalid"), str(payload.get("detail", ""))[:2000]
+        if isinstance(kind, str) and agent_safe(kind, metric):
+            return {}, kind, detail
+        return {}, "evaluate() failed", f"{_ended(evaluation)}; {str(kind)[:200]}: {detail}"
+    raw = payload.get("metrics")
     if not isinstance(raw, dict):
-        return (
-            {},
-            f"evaluate() failed: {payload.get('error', 'no metrics') if isinstance(payload, dict) else payload}",
-        )
+        return {}, "the evaluator's result holds no metrics", ""
     metrics = {}
     for key, value in raw.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            metrics[str(key)] = number
-    note = (
-        ""
-        if metric in metrics
-        else f"evaluate() gave {metric} = {raw.get(metric)!r}, not a finite number"
+        where = key if key == (metric or "metric") else "another value"
+        if type(value) not in (int, float):
+            note = f"evaluate() returned {type(value).__name__} for {where}, not a real number"
+            return {}, note, f"{key!r}: {value!r:.200}"
+        number = _finite(value)
+        if number is None:
+            return {}, f"evaluate() gave {where}: not a finite number", f"{key!r} = {value!r:.200}"
+        metrics[str(key)] = number
+    if metric and metric not in metrics:
+        return {}, f"evaluate() returned no {metric}", ""
+    return metrics, "", ""
+
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,59}"
+
+
+def agent_safe(kind: str, metric: str) -> bool:
+    """Whether a failure kind from the evaluator is in the runner's fixed vocabulary: a type
+    name, a kind of call_train failure, an exit code; never free text such as a message."""
+    name = re.escape(metric or "metric")
+    where = rf"(?:{name}|another value)"
+    patterns = (
+        rf"evaluate\(\) raised (?:an exception|{_NAME})"
+        r"(?: \(a value was narrowed; overnight makes that an error\))?",
+        r"call_train worker (?:timed out|exited with code \d{1,3}|was killed by signal \d{1,2}"
+        r"|answered with too much data|answered with no plain data)",
+        rf"call_train: train\.py's {_NAME}\(\) raised (?:an exception|{_NAME})",
+        r"call_train failed",
+        rf"evaluate\(\) returned no {name}",
+        rf"evaluate\(\) returned (?:an object|{_NAME}) for {where}, not a real number",
+        rf"evaluate\(\) gave {where}: not a finite number",
     )
-    return metrics, note
+    return any(re.fullmatch(pattern, kind) for pattern in patterns)
+
+
+def _load_result(path: Path) -> tuple[object, str]:
+    try:
+        if path.is_symlink() or path.stat().st_size > _RESULT_LIMIT:
+            return None, "the evaluator's result file is not a plain file of sane size"
+        return json.loads(path.read_text(encoding="utf-8")), ""
+    except (OSError, ValueError) as err:
+        return None, f"no result from evaluate() ({type(err).__name__})"
+
+
+def _finite(value: int | float) -> float | None:
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _ended(evaluation: RunResult) -> str:
+    return f"the evaluator ended with {evaluation.status.value} (exit {evaluation.exit_code})"
 
 
 def _last_lines(text: str, count: int) -> str:

@@ -11,13 +11,13 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
-from harness.decision import confirm, decide
+from harness.decision import confirm, decide, round_digits, round_metric
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
 from harness.experiment import Experimenter, Measurement, combine_runs, with_metric
@@ -225,10 +225,13 @@ class Night:
         )
         output = self.run_dir.experiment_dir(0) / "output.txt"
         tail = _last_lines(train.output_tail, 15) if train.status is not RunStatus.OK else ""
+        said = f"\nThe evaluator said: {measurement.detail}" if measurement.detail else ""
         return (
             f"{self.task.root / 'train.py'}: the unmodified baseline gave no valid metric ({why}); "
             f"fix it, commit, and run again. Output: {output}"
+            + (f" and {output.with_name('evaluate.txt')}" if measurement.evaluation else "")
             + (f"\nIts output ends:\n{tail}" if tail else "")
+            + said
         )
 
     def _experiment(self, number: int) -> str | None:
@@ -342,22 +345,24 @@ class Night:
         return combine_runs(runs, metric, note), verdict
 
     def _measure(self, number: int, source: str, confirmation: int = 0) -> Measurement:
+        """Train and score once. The agent's output file gets the training's output and the
+        harness's own words on the evaluation; the evaluator's output, which may quote the
+        private data, goes to evaluate.txt for the human (unless show_evaluator_output). The
+        returned metric is rounded to metric_digits; events.jsonl keeps the full value."""
         phase = "confirming" if confirmation else "training"
         self.view.phase(number, phase, self.settings.timeout)
         measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
-        train = measurement.train
-        output = (
-            f"# train.py ({train.status.value}, exit {train.exit_code}, {train.wall_s:.1f}s)\n"
-            f"{train.output_tail}"
+        shown = round_metric(measurement.metric, self.settings.metric_digits)
+        suffix = f"-confirm-{confirmation}" if confirmation else ""
+        output = _agent_output(
+            measurement, self.settings.metric, shown, self.settings.show_evaluator_output
         )
+        self.run_dir.write_artifact(number, f"output{suffix}.txt", output)
         if measurement.evaluation is not None:
-            ev = measurement.evaluation
-            output += (
-                f"\n# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n"
-                f"{ev.output_tail}"
+            self.run_dir.write_artifact(
+                number, f"evaluate{suffix}.txt", _evaluator_output(measurement)
             )
-        name = f"output-confirm-{confirmation}.txt" if confirmation else "output.txt"
-        self.run_dir.write_artifact(number, name, output)
+        train = measurement.train
         self.run_dir.event(
             "run",
             experiment=number,
@@ -368,12 +373,16 @@ class Night:
             eval_seconds=measurement.evaluation.wall_s if measurement.evaluation else None,
             eval_status=measurement.evaluation.status.value if measurement.evaluation else None,
             metric=measurement.metric,
+            rounded_metric=shown,
             metrics=measurement.metrics,
             note=measurement.note,
+            detail=_capped(measurement.detail),
             protected=self.settings.protected,
             peak_memory_bytes=train.peak_memory_bytes,
         )
-        return measurement
+        digits = self.settings.metric_digits
+        metrics = {name: round_digits(value, digits) for name, value in measurement.metrics.items()}
+        return replace(measurement, metric=shown, metrics=metrics)  # a metric inferred: rounded too
 
     def _record(
         self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
@@ -411,6 +420,37 @@ class Night:
         self.view.result(row, self.best)
         if self.on_record is not None:
             self.on_record(row)
+
+
+def _agent_output(
+    measurement: Measurement, metric: str | None, shown: float | None, show: bool
+) -> str:
+    """What the agent may read of one run: the training's output, the evaluator's only with
+    show_evaluator_output, and last (so a cut tail keeps it) the harness's words on the metric."""
+    train = measurement.train
+    text = (
+        f"# train.py ({train.status.value}, exit {train.exit_code}, {train.wall_s:.1f}s)\n"
+        f"{train.output_tail}"
+    )
+    if measurement.evaluation is not None and show:
+        text += "\n# the evaluator's output (show_evaluator_output = true):\n"
+        text += _evaluator_output(measurement)
+    elif measurement.evaluation is not None:
+        text += "\n# (the evaluator's own output is kept for the human in evaluate.txt)"
+    if shown is not None:
+        return text + f"\n# overnight: {metric} = {shown:.6g}\n"
+    if measurement.note:
+        return text + f"\n# overnight: no valid metric: {measurement.note}\n"
+    return text + "\n"
+
+
+def _evaluator_output(measurement: Measurement) -> str:
+    ev = measurement.evaluation
+    assert ev is not None
+    head = f"# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n"
+    if measurement.detail:
+        head += f"# {measurement.note}: {measurement.detail}\n"
+    return head + ev.output_tail
 
 
 def _unrunnable(base: str, source: str) -> str:

@@ -14,6 +14,7 @@ host_pip.py         this machine's index, CA bundle and proxy settings, for the 
 build_log.py        build logs as plain files (no escape codes, no progress bars)
 module_probe.py     which modules an image lacks, asked in one locked-down container
 evaluate_runner.py  runs prepare.evaluate() inside the evaluator container (mounted read-only)
+evaluator_checks.py what the runner checks: the output folder, narrowed values, real metrics
 overnight_eval.py   call_train, for evaluators that must call train.py (imported by prepare.py)
 train_worker.py     one call into train.py, in a process of its own (started by call_train)
 """

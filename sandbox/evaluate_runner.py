@@ -5,8 +5,11 @@
 
 This file is mounted read-only into a container that never runs agent code in its own process.
 `-I` keeps the environment and the working directory from shaping its imports. Before prepare.py
-is imported, it refuses an output directory holding links, special files or oversized files,
-and switches pickle loading off, so an artifact cannot execute code when it is loaded.
+is imported, it refuses an output directory holding links, special files, oversized files or
+folders nested too deep, and switches pickle loading off, so an artifact cannot execute code when
+it is loaded. A value narrowed with a warning during evaluate() (a complex cast to real) raises,
+and only real, finite numbers count (evaluator_checks.py). What went wrong is written in two
+parts: the kind of failure, which the agent may see, and the message, for the human only.
 
 With --train-file, evaluate() may call train.py through `overnight_eval.call_train`. Started as
 root (holding only CAP_SETUID and CAP_SETGID), this runner stays as a small supervisor: it drops
@@ -17,16 +20,13 @@ file only the evaluator can write; nothing the training run printed counts.
 
 import argparse
 import json
-import math
 import os
 import socket
-import stat
 import struct
 import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MAX_ENTRIES = 100_000
 
 
 def parse_args(argv):
@@ -64,34 +64,6 @@ def forbid_pickle():
     pickle._Unpickler = RefusingUnpickler
 
 
-def unsafe_output(root, limit):
-    """Why the output directory must not be evaluated, or None: links, special files, a file
-    or a total over `limit` bytes, unreadable folders, too many entries."""
-    total, entries, problems = 0, 0, []
-
-    def unreadable(err):
-        problems.append(f"{os.path.relpath(err.filename, root)}: unreadable ({err.strerror})")
-
-    for folder, dirs, files in os.walk(root, onerror=unreadable):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            relative = os.path.relpath(path, root)
-            info = os.lstat(path)
-            entries += 1
-            if stat.S_ISLNK(info.st_mode):
-                return f"{relative}: a symbolic link (artifacts must be plain files)"
-            if stat.S_ISDIR(info.st_mode):
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                return f"{relative}: not a regular file (a device, pipe or socket)"
-            if info.st_size > limit:
-                return f"{relative}: {info.st_size} bytes, over the {limit}-byte limit"
-            total += info.st_size
-        if total > limit or entries > MAX_ENTRIES:
-            return f"more than {limit} bytes or {MAX_ENTRIES} entries in the output directory"
-    return problems[0] if problems else None
-
-
 def no_memory_reading():
     """Linux: other processes of this uid may not ptrace us or read /proc/<pid>/mem."""
     try:
@@ -105,40 +77,18 @@ def no_memory_reading():
 # --- the evaluation ---------------------------------------------------------------------------
 
 
-def as_number(value):
-    if isinstance(value, bool):
-        raise TypeError(f"a bool is not a metric: {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"not a number: {type(value).__name__} {value!r:.80}") from None
-
-
-def normalise(value, metric):
-    """The numbers evaluate() returned, by name. With no metric named yet (one inferred after the
-    baseline), every number of a dict is kept and a lone number is called `metric`."""
-    if isinstance(value, dict):
-        if metric and metric not in value:
-            raise KeyError(f"evaluate() returned a dict without the metric {metric!r}")
-        metrics = {}
-        for key, item in value.items():
-            try:
-                metrics[str(key)] = as_number(item)
-            except TypeError:
-                if key == metric:
-                    raise
-        return metrics
-    return {metric or "metric": as_number(value)}
-
-
 def write(path, payload):
     with open(path, "w") as handle:
         json.dump(payload, handle)
 
 
 def evaluate(args, channel):
+    """Score the output; result.json gets the metrics, or why there are none: `refused` or
+    `invalid` in the harness's words (the agent may see them) and a `detail` for the human."""
+    import evaluator_checks as checks
+
     no_memory_reading()
-    problem = unsafe_output(args.output_dir, args.output_limit)
+    problem = checks.unsafe_output(args.output_dir, args.output_limit)
     if problem:
         print(f"overnight: the output directory is refused: {problem}", flush=True)
         write(args.result_file, {"refused": problem})
@@ -148,18 +98,21 @@ def evaluate(args, channel):
     overnight_eval._channel = channel
     sys.path.insert(0, args.prepare_dir)
     try:
-        import prepare
+        with checks.narrowing_is_an_error():
+            import prepare
 
-        metrics = normalise(prepare.evaluate(args.output_dir), args.metric)
+            checks.numpy_too()
+            metrics = checks.metrics_of(prepare.evaluate(args.output_dir), args.metric)
+    except checks.Invalid as err:
+        print(f"overnight: {err.detail}", flush=True)
+        write(args.result_file, {"invalid": err.kind, "detail": err.detail[:2000]})
+        return 0
     except BaseException as err:
         traceback.print_exc()
-        write(args.result_file, {"error": f"{type(err).__name__}: {err}"[:2000]})
-        return 1
-    finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    write(
-        args.result_file,
-        {"metrics": {k: (v if k in finite else repr(v)) for k, v in metrics.items()}},
-    )
+        kind = checks.failure_kind(err, overnight_eval.TrainCallError)
+        write(args.result_file, {"invalid": kind, "detail": checks.describe(err)})
+        return 0
+    write(args.result_file, {"metrics": metrics})
     return 0
 
 

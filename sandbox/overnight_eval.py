@@ -29,18 +29,28 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from typing import Any
 
 MAGIC = b"OVNCALL1"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(_HERE, "train_worker.py")
+_NO_DATA = "call_train worker answered with no plain data"
 
 
 class TrainCallError(Exception):
     """A call into train.py failed: it raised, timed out, crashed or answered with something
-    that is not plain data."""
+    that is not plain data.
+
+    The message is for the human: it may quote what train.py printed or raised, and so the
+    held-out data it was given. `kind` is what the agent may learn when the failure makes the
+    experiment invalid: which function, and how it failed (a timeout, an exit code, the name of
+    a built-in exception), never a message.
+    """
+
+    def __init__(self, message: str, kind: str = "call_train failed") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # --- plain data, both ways -------------------------------------------------------------------
@@ -134,18 +144,32 @@ def call_train(function: str, *args: Any, timeout: float = 60.0, **kwargs: Any) 
     request = encode({"function": function, "args": list(args), "kwargs": kwargs})
     status, detail, data = _channel(request, float(timeout), DEFAULT_MAX_BYTES)
     if status != "ok":
-        raise TrainCallError(f"train.py's {function}() {detail}")
+        how = {"timeout": "timed out", "too_big": "answered with too much data"}.get(status, detail)
+        raise TrainCallError(f"train.py's {function}() {detail}", f"call_train worker {how}")
+    no_data = f"train.py's {function}() answered with no plain data"
     try:
         reply = decode(data)
     except (ValueError, KeyError, IndexError, struct.error) as err:
-        raise TrainCallError(
-            f"train.py's {function}() answered with no plain data: {err}"
-        ) from None
+        raise TrainCallError(f"{no_data}: {err}", _NO_DATA) from None
     if not isinstance(reply, dict) or not ({"result"} == set(reply) or "error" in reply):
-        raise TrainCallError(f"train.py's {function}() answered with no plain data")
+        raise TrainCallError(no_data, _NO_DATA)
     if "error" in reply:
-        raise TrainCallError(f"train.py's {function}() raised {str(reply['error'])[:2000]}")
+        raise TrainCallError(
+            f"train.py's {function}() raised {str(reply['error'])[:2000]}",
+            f"call_train: train.py's {function}() raised {_builtin_name(reply.get('type'))}",
+        )
     return reply["result"]
+
+
+def _builtin_name(name: Any) -> str:
+    """The exception's type if it is a built-in one; the worker chose the name, so anything
+    else (a class it named after the data it was given, say) is just `an exception`."""
+    import builtins
+
+    kind = getattr(builtins, name, None) if isinstance(name, str) else None
+    if isinstance(kind, type) and issubclass(kind, BaseException):
+        return str(name)
+    return "an exception"
 
 
 # --- running one worker -----------------------------------------------------------------------
@@ -181,7 +205,6 @@ def run_worker(
             group=user[1] if user else None,
             extra_groups=[] if user else None,
         )
-        started = time.monotonic()
         try:
             code = worker.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -189,8 +212,10 @@ def run_worker(
         _kill_worker(worker, user)
         if code is None:
             return "timeout", f"ran past its time limit of {timeout:g}s and was killed", b""
+        if code < 0:
+            return "crash", f"was killed by signal {-code}", b""
         if code != 0:
-            return "crash", f"crashed (exit {code}) after {time.monotonic() - started:.1f}s", b""
+            return "crash", f"exited with code {code}", b""
         size = os.fstat(reply_fd).st_size
         if size > max_bytes:
             return "too_big", f"answered with {size} bytes, over the {max_bytes}-byte limit", b""

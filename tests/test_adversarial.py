@@ -385,8 +385,10 @@ class HostileNight:
         return next(r for r in self.rows if r.description.split(" [")[0] == name)
 
     def output(self, number: int) -> str:
-        path = self.task / ".overnight" / "h" / "experiments" / f"{number:04d}" / "output.txt"
-        return path.read_text() if path.exists() else ""
+        """What the agent may read of the experiment, then what the evaluator printed."""
+        folder = self.task / ".overnight" / "h" / "experiments" / f"{number:04d}"
+        files = [folder / "output.txt", folder / "evaluate.txt"]
+        return "".join(path.read_text() for path in files if path.exists())
 
     def run_event(self, number: int) -> dict | None:
         runs = [e for e in self.events if e["event"] == "run" and e["experiment"] == number]

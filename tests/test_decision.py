@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.decision import confirm, decide, is_better
+from harness.decision import confirm, decide, is_better, round_metric
 from harness.seams import Direction, RunStatus, Verdict
 
 MIN, MAX = Direction.MINIMIZE, Direction.MAXIMIZE
@@ -114,3 +114,32 @@ def test_a_new_best_is_kept_only_if_every_confirmation_beats_the_best(
     got_verdict, got_metric, got_note = confirm(metrics, best, direction)
     assert (got_verdict, got_metric) == (verdict, kept_metric)
     assert note in got_note
+
+
+@pytest.mark.parametrize(
+    ("metric", "digits", "rounded"),
+    [
+        (1.2574391, 3, 1.26),
+        (1.2574391, 1, 1.0),
+        (-98.7123, 2, -99.0),
+        (0.000123456, 2, 0.00012),
+        (123456.0, 3, 123000.0),
+        (4.996, 3, 5.0),
+        (1.2574391, None, 1.2574391),
+        (None, 3, None),
+        (NAN, 3, NAN),
+        (INF, 3, INF),
+    ],
+)
+def test_the_metric_is_rounded_to_significant_digits(metric, digits, rounded):
+    got = round_metric(metric, digits)
+    if rounded is None or not math.isfinite(rounded):  # nothing to round
+        assert got is metric
+    else:
+        assert got == rounded
+
+
+def test_a_change_better_only_beyond_the_rounded_digits_ties_and_is_discarded():
+    best = round_metric(1.2574391, 3)
+    assert decide(OK, round_metric(1.2551, 3), best, MIN) is Verdict.DISCARD
+    assert decide(OK, round_metric(1.2549, 3), best, MIN) is Verdict.KEEP

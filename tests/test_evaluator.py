@@ -76,6 +76,8 @@ def raise_error():
 HOSTILE_TRAIN = """
 import os
 import pickle
+import subprocess
+import sys
 import time
 
 
@@ -108,10 +110,15 @@ def attack(evaluator_pid):
     root = os.environ["OVERNIGHT_OUTPUT_DIR"][: -len("/overnight/output")]
     private = root + "/overnight/private/answers.txt"
     result = root + "/overnight/result/result.json"
+    lower = "open('/proc/self/oom_score_adj', 'w').write('0')"
+    child = subprocess.run([sys.executable, "-c", lower], capture_output=True, text=True)
     report = {
         "private data": attempt(lambda: open(private).read()),
         "private env": "OVERNIGHT_PRIVATE_DIR" in os.environ,
         "result file": attempt(lambda: open(result, "w").write("{}")),
+        "lower oom_score_adj": attempt(lambda: open("/proc/self/oom_score_adj", "w").write("0")),
+        "a child lowers it": child.stderr.strip().splitlines()[-1:],
+        "oom_score_adj": open("/proc/self/oom_score_adj").read().strip(),
     }
     for pid in evaluator_pids(evaluator_pid):
         for name, mode in (("environ", "r"), ("mem", "rb")):
@@ -176,11 +183,18 @@ def test_call_train_runs_train_code_isolated_from_the_evaluator(
     assert code == 0, out
     rows = results(task, "c")
     assert [(r.status.value, r.metric) for r in rows] == [("keep", 8.0), ("discard", 8.0)]
-    output = (task / ".overnight/c/experiments/0001/output.txt").read_text()
+    # What the evaluator printed is the human's, in evaluate.txt; the agent's output.txt lacks it.
+    agent_output = (task / ".overnight/c/experiments/0001/output.txt").read_text()
+    assert "ATTACK" not in agent_output and "CALL" not in agent_output
+    output = (task / ".overnight/c/experiments/0001/evaluate.txt").read_text()
     report = json.loads(re.search(r"^ATTACK (.*)$", output, re.MULTILINE).group(1))
     assert report["private data"] == "PermissionError"
     assert report["private env"] is False
     assert report["result file"] == "PermissionError"
+    # The worker is the first the kernel kills when memory runs out, and cannot change that.
+    assert report["lower oom_score_adj"] == "PermissionError"
+    assert "PermissionError" in report["a child lowers it"][0]
+    assert report["oom_score_adj"] == "1000"
     probes = [k for k in report if k.startswith(("environ of", "mem of"))]
     assert len(probes) >= 4  # the supervisor and the evaluator, at least
     assert all(report[k] == "PermissionError" for k in probes), report

@@ -515,9 +515,7 @@ def test_a_declared_metric_that_train_py_does_not_print_lists_what_it_printed(
     assert decisions[0]["status"] == "invalid"
 
 
-def test_init_writes_what_it_found_into_overnight_toml_and_keeps_what_was_there(
-    tmp_path, capsys
-):
+def test_init_writes_what_it_found_into_overnight_toml_and_keeps_what_was_there(tmp_path, capsys):
     task = karpathy_folder(
         tmp_path, "http://unused.invalid", **{"overnight.toml": '[sandbox]\nmemory = "2g"\n'}
     )

@@ -29,7 +29,13 @@ def replay(task: Path, tmp_path: Path, proposals: list[dict], capsys) -> list:
 
 
 def output(task: Path, experiment: int) -> str:
+    """What the agent may read of an experiment: the training's output and the harness's words."""
     return (task / f".overnight/t/experiments/{experiment:04d}/output.txt").read_text()
+
+
+def evaluator_said(task: Path, experiment: int) -> str:
+    """The evaluator's own output, for the human only (it may quote the hidden data)."""
+    return (task / f".overnight/t/experiments/{experiment:04d}/evaluate.txt").read_text()
 
 
 def edit(old: str, new: str) -> dict:
@@ -76,8 +82,12 @@ def test_trading_keeps_a_regime_filter_and_refuses_look_ahead_and_kept_state(
     baseline, better = rows[0].metric, rows[1].metric
     assert baseline is not None and better is not None and better > baseline + 0.3
     assert "public history (in sample):" in output(task, 1) and "sharpe:" in output(task, 1)
-    assert "positions() looks ahead: its position at bar" in output(task, 2)
-    assert "positions() left" in output(task, 3) and "seen.npy" in output(task, 3)
+    assert "positions() looks ahead: its position at bar" in evaluator_said(task, 2)
+    assert "positions() left" in evaluator_said(task, 3) and "seen.npy" in evaluator_said(task, 3)
+    for number in (2, 3):  # the agent learns the kind of failure, not the evaluator's message
+        assert output(task, number).endswith("no valid metric: evaluate() raised ValueError\n")
+        assert "looks ahead" not in output(task, number)
+        assert "positions() left" not in output(task, number)
     run = next(e for e in events(task, "t") if e["event"] == "run" and e["experiment"] == 1)
     assert set(run["metrics"]) >= {"sharpe", "total_return", "max_drawdown", "exposure"}
     assert "sharpe (maximize)" in (task / ".overnight/t/report.md").read_text()
@@ -120,4 +130,6 @@ def test_speedup_keeps_a_vectorised_version_and_refuses_a_wrong_answer(
     assert baseline is not None and faster is not None and faster < baseline / 2
     assert "correct on the public sample" in output(task, 1)
     assert "correct on the public sample" in output(task, 2)  # its window is 64
-    assert "case 0: rolling_zscore returned float64 of shape" in output(task, 2)
+    assert "case 0: rolling_zscore returned float64 of shape" in evaluator_said(task, 2)
+    assert "rolling_zscore returned" not in output(task, 2)
+    assert output(task, 2).endswith("no valid metric: evaluate() raised ValueError\n")

@@ -518,3 +518,33 @@ def test_an_override_reaches_a_train_py_that_reads_the_budget_from_its_environme
     settings = settings_of(task)
 
     assert (settings.time_budget, settings.timeout, settings.time_budget_note) == (20, 100, "")
+
+
+def test_show_evaluator_output_and_metric_digits_are_read_from_overnight_toml(tmp_path) -> None:
+    default = settings_of(make_task(tmp_path / "default"))
+    assert default.show_evaluator_output is False and default.metric_digits is None
+    task = make_task(tmp_path / "task", toml="show_evaluator_output = true\nmetric_digits = 4\n")
+    settings = settings_of(task)
+    assert settings.show_evaluator_output is True and settings.metric_digits == 4
+
+
+@pytest.mark.parametrize(
+    ("toml", "where"),
+    [
+        ('show_evaluator_output = "yes"\n', "show_evaluator_output"),
+        ("show_evaluator_output = 1\n", "show_evaluator_output"),
+        ('metric_digits = "3"\n', "metric_digits"),
+        ("metric_digits = 2.5\n", "metric_digits"),
+        ("metric_digits = true\n", "metric_digits"),
+        ("metric_digits = 0\n", "metric_digits"),
+        ("metric_digits = 18\n", "metric_digits"),
+    ],
+)
+def test_show_evaluator_output_and_metric_digits_take_only_their_own_type(
+    tmp_path, toml, where
+) -> None:
+    task = make_task(tmp_path / "task", toml=toml)
+
+    message = problem_of(task)
+
+    assert f"{task / 'overnight.toml'}: {where}:" in message

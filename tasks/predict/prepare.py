@@ -10,7 +10,7 @@ cannot read the private data, and scores the answer here.
 import os
 
 import numpy as np
-from overnight_eval import TrainCallError, call_train
+from overnight_eval import call_train
 
 METRIC = "val_mse"
 DIRECTION = "minimize"
@@ -35,17 +35,24 @@ def load_train():
 
 
 def evaluate(output_dir):
-    """Mean squared error of train.py's predict() on the held-out inputs."""
+    """Mean squared error of train.py's predict() on the held-out inputs.
+
+    A failed call (predict() raised, crashed or timed out) raises TrainCallError, which makes the
+    experiment invalid. The answer is checked before use: a float64 array with one prediction per
+    input, nothing else (a complex or object array would score as something else)."""
     path = os.path.join(os.environ["OVERNIGHT_PRIVATE_DIR"], "val.npz")
     with np.load(path, allow_pickle=False) as data:
         x, y = data["x"], data["y"]
-    try:
-        prediction = np.asarray(call_train("predict", x, timeout=60), dtype=np.float64)
-    except TrainCallError as err:
-        raise ValueError(f"predict() failed: {err}") from None
+    prediction = call_train("predict", x, timeout=60)
+    if not isinstance(prediction, np.ndarray) or prediction.dtype != np.float64:
+        raise ValueError(f"predict() must return a float64 array, not {_kind(prediction)}")
     if prediction.shape != y.shape:
         raise ValueError(f"predict() returned shape {prediction.shape}, expected {y.shape}")
     return {METRIC: float(np.mean((prediction - y) ** 2))}
+
+
+def _kind(value):
+    return f"an array of {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
 
 
 if __name__ == "__main__":

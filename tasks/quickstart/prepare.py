@@ -43,12 +43,23 @@ def features(x, projection):
     return np.tanh(x @ projection)
 
 
-def evaluate(output_dir):
-    """Mean squared error on the held-out split of the weights train.py saved."""
+def load_model(output_dir):
+    """The projection and weights train.py saved, checked before any use: float64 arrays of the
+    expected shapes only. A complex or float16 array would not fail in the arithmetic below; it
+    would give a score that means something else (a complex one's real part can be far below any
+    honest loss)."""
     projection = np.load(os.path.join(output_dir, "projection.npy"), allow_pickle=False)
     weights = np.load(os.path.join(output_dir, "weights.npy"), allow_pickle=False)
+    if projection.dtype != np.float64 or weights.dtype != np.float64:
+        raise ValueError(f"expected float64 arrays, not {projection.dtype} and {weights.dtype}")
     if projection.ndim != 2 or projection.shape[0] != FEATURES or weights.shape != (projection.shape[1] + 1,):
         raise ValueError(f"unexpected shapes {projection.shape} and {weights.shape}")
+    return projection, weights
+
+
+def evaluate(output_dir):
+    """Mean squared error on the held-out split of the weights train.py saved."""
+    projection, weights = load_model(output_dir)
     with np.load(os.path.join(os.environ["OVERNIGHT_PRIVATE_DIR"], "val.npz"), allow_pickle=False) as data:
         x, y = data["x"], data["y"]
     h = features(x, projection)
