@@ -9,9 +9,11 @@ inspectable after the branch moves back to the best commit.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import untrusted
 from harness.errors import GitError
 from harness.task import CONFIG, DOCKERFILE, TASK_FILES
 
@@ -191,21 +193,28 @@ class Worktree:
         return self.train_path.read_text(encoding="utf-8")
 
     def commit_candidate(self, source: str, message: str) -> str:
-        """Commit a new `train.py` (and nothing else) on the branch; returns the commit."""
+        """Commit a new `train.py` (and nothing else) on the branch; returns the commit.
+
+        The message goes through a file, not argv (no length limit, no NUL or encoding to
+        trip over), kept verbatim (a leading `#` is not a comment) and printable."""
         self.train_path.write_text(source, encoding="utf-8")
         _git(self.path, "add", "--", self.train_rel)
-        _git(
-            self.path,
-            "commit",
-            "-q",
-            "--no-verify",
-            "--allow-empty-message",
-            "-m",
-            message,
-            "--",
-            self.train_rel,
-            env=_identity(self.path),
-        )
+        with tempfile.NamedTemporaryFile("wb", prefix="overnight-msg-") as text:
+            text.write(untrusted.printable(message).encode("utf-8"))
+            text.flush()
+            _git(
+                self.path,
+                "commit",
+                "-q",
+                "--no-verify",
+                "--allow-empty-message",
+                "--cleanup=verbatim",
+                "-F",
+                text.name,
+                "--",
+                self.train_rel,
+                env=_identity(self.path),
+            )
         return self.head()
 
     def discard(self, candidate: str, best: str, experiment: int) -> None:
@@ -233,13 +242,24 @@ class Worktree:
 
 
 def _held_open(path: Path) -> bool:
-    """Whether any process on this machine has the file open (Linux: /proc/*/fd)."""
-    target = str(path)
+    """Whether any process on this machine has the file open (Linux: /proc/*/fd).
+
+    Compared by device and inode, so a symlinked temp dir or a path spelled differently still
+    matches; an fd that closes while we look is skipped alone, not its whole process."""
+    try:
+        wanted = os.stat(path)
+    except OSError:
+        return False
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
         try:
-            for fd in fd_dir.iterdir():
-                if os.readlink(fd) == target:
-                    return True
+            fds = list(fd_dir.iterdir())
         except OSError:
             continue
+        for fd in fds:
+            try:
+                opened = os.stat(fd)
+            except OSError:
+                continue
+            if (opened.st_dev, opened.st_ino) == (wanted.st_dev, wanted.st_ino):
+                return True
     return False
