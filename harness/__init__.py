@@ -8,7 +8,10 @@ model_config.py  the [agent] settings of the model providers
 imports.py     the modules prepare.py and train.py import, read from the syntax tree
 dependencies.py  what a task declares it needs (pyproject.toml, requirements.txt, [image])
 task_images.py the image a task runs in, built if need be, and its imports checked in it
+untrusted.py   what the agent writes, made valid, printable and bounded where it comes in
 edit_tool.py   the agent's one tool, `edit`, bound to train.py
+edit_hint.py   the nearest lines of train.py for an old_str that matches nothing, bounded
+compile_check.py  whether a train.py compiles, asked of a child Python with a deadline
 agents/        the agents that propose experiments (mutate, replay, a model)
 providers/     the model seam: Anthropic, OpenAI and litellm adapters, retries, costs
 backends.py    the night's sandbox from the settings: Docker, or --sandbox local

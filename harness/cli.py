@@ -124,6 +124,14 @@ def _agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name for anthropic, openai or litellm")
 
 
+def say(line: object, file=None) -> None:
+    """Print a line for a terminal: any control character in it (from a file name, a task's
+    settings, a model's answer) is shown as an escape, never sent raw."""
+    from harness.untrusted import printable
+
+    print(printable(str(line)), file=file or sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.errors import OvernightError
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OvernightError as err:
-        print(f"overnight: {err}", file=sys.stderr)
+        say(f"overnight: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -155,14 +163,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.status import format_status, status_report
 
         report = status_report(args.task.resolve(), args.tag)
-        print(json.dumps(report, indent=2) if args.json else format_status(report))
+        say(json.dumps(report, indent=2) if args.json else format_status(report))
         return 0
     if args.command == "report":
         return _report(args)
     if args.command == "validate":
         from harness.validate import validate
 
-        return validate(args.task.resolve(), overrides={"sandbox": args.sandbox})
+        return validate(args.task.resolve(), out=say, overrides={"sandbox": args.sandbox})
     if args.command == "init":
         from harness.init_task import init_task
 
@@ -172,7 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from harness.doctor import doctor
 
         task = args.task.resolve() if args.task else None
-        return doctor(task, {"provider": args.provider, "model": args.model})
+        return doctor(task, {"provider": args.provider, "model": args.model}, out=say)
     if args.task is not None:
         from harness.task_images import build_for_task
 
@@ -225,15 +233,15 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         view.close()
     best, baseline = summary.best, summary.baseline
-    print(f"stopped: {summary.stop_reason}")
+    say(f"stopped: {summary.stop_reason}")
     if best and baseline:
-        print(
+        say(
             f"best {best.metric:.6g} at experiment {best.experiment} (baseline {baseline.metric:.6g}), "
             f"branch overnight/{summary.tag}"
         )
-    print(f"results: {summary.run_dir / 'results.tsv'}")
+    say(f"results: {summary.run_dir / 'results.tsv'}")
     if (summary.run_dir / "report.html").is_file():
-        print(f"report: {summary.run_dir / 'report.html'}")
+        say(f"report: {summary.run_dir / 'report.html'}")
     return 3 if summary.failed else 0
 
 

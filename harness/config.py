@@ -139,14 +139,27 @@ class ImageConfig(Strict):
         return value
 
 
+_OFFLINE_PROPOSAL_TIMEOUT = 60.0
+
+
 class MutateAgentConfig(Strict):
     provider: Literal["mutate"] = "mutate"
     seed: int = Field(0, description="Seed of the mutation agent; the same seed, the same night.")
+    proposal_timeout: float = Field(
+        _OFFLINE_PROPOSAL_TIMEOUT,
+        gt=0,
+        description="Seconds one proposal may take; then it is recorded as skipped.",
+    )
 
 
 class ReplayAgentConfig(Strict):
     provider: Literal["replay"]
     script: Path = Field(description="JSONL file, one proposal per line.")
+    proposal_timeout: float = Field(
+        _OFFLINE_PROPOSAL_TIMEOUT,
+        gt=0,
+        description="Seconds one proposal may take; then it is recorded as skipped.",
+    )
 
 
 AgentConfig = Annotated[
@@ -428,17 +441,20 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
             "or litellm (or set provider in [agent] of overnight.toml)"
         )
         return configured
+    # An offline agent switched by a flag keeps the proposal_timeout overnight.toml gave.
+    offline = isinstance(configured, MutateAgentConfig | ReplayAgentConfig)
+    kept = {"proposal_timeout": configured.proposal_timeout} if offline else {}
     if provider == "replay":
         script = overrides.get("script") or getattr(configured, "script", None)
         if script is None:
             problems.append("--provider replay needs --script FILE (one JSON proposal per line)")
             return configured
-        return ReplayAgentConfig(provider="replay", script=Path(script))
+        return ReplayAgentConfig(provider="replay", script=Path(script), **kept)
     if provider == "mutate":
         seed = overrides.get("seed", getattr(configured, "seed", 0))
-        return MutateAgentConfig(seed=seed)
+        return MutateAgentConfig(seed=seed, **kept)
     if isinstance(configured, ReplayAgentConfig) and not configured.script.is_absolute():
-        return ReplayAgentConfig(provider="replay", script=task.root / configured.script)
+        return ReplayAgentConfig(provider="replay", script=task.root / configured.script, **kept)
     return configured
 
 

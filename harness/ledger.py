@@ -2,6 +2,8 @@
 
 Rows and events are appended and fsynced as they happen, so what is on disk is always the
 truth a resumed night starts from. A torn last line (a write cut by a crash) is skipped.
+Whatever reaches a file here is valid UTF-8: a description is one printable line, and an event
+is bounded JSON in ASCII, whatever text the agent managed to put into either.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import untrusted
 from harness.seams import ExperimentRecord, Verdict
 
 HEADER = (
@@ -26,6 +29,7 @@ HEADER = (
     "description",
 )
 STATE_DIR = ".overnight"
+_ROW_DESCRIPTION_CAP = 1000  # the description with its [note] or [reason]
 
 
 class RunDir:
@@ -79,8 +83,8 @@ class RunDir:
         _append(self.results, format_row(row))
 
     def event(self, kind: str, **data: Any) -> None:
-        entry = {"ts": round(time.time(), 3), "event": kind, **data}
-        _append(self.events, json.dumps(entry, default=str) + "\n")
+        entry = untrusted.plain({"ts": round(time.time(), 3), "event": kind, **data})
+        _append(self.events, json.dumps(entry) + "\n")
 
     def write_artifact(self, experiment: int, name: str, text: str) -> None:
         folder = self.experiment_dir(experiment)
@@ -93,7 +97,7 @@ class RunDir:
 
 def format_row(row: ExperimentRecord) -> str:
     metric = "" if row.metric is None else f"{row.metric:.6g}"
-    description = " ".join(row.description.split())  # one line, no tabs
+    description = untrusted.one_line(row.description, _ROW_DESCRIPTION_CAP)  # no tab or newline
     fields = (
         str(row.experiment),
         row.commit[:7],

@@ -1,7 +1,8 @@
 """The live view on the terminal: current experiment and phase, elapsed against the timeout, best so far.
 
 On a terminal one status line is redrawn twice a second; elsewhere (a log file, CI) each phase
-and each result is printed once, so logs stay readable.
+and each result is printed once, so logs stay readable. Nothing printed carries a control
+character but newline (descriptions are the agent's text): only the view's own redraw codes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from typing import TextIO
 
+from harness import untrusted
 from harness.seams import ExperimentRecord
 
 
@@ -33,6 +35,7 @@ class View:
             self._ticker.start()
 
     def message(self, text: str) -> None:
+        text = untrusted.printable(text)
         if self.log is not None:
             self.log.info(text)
         with self._lock:
@@ -46,7 +49,9 @@ class View:
             if self.log is not None:
                 self.log.info("#%d %s", experiment, phase)
             if not self.live:
-                print(f"[{experiment:>4}] {phase}", file=self.stream, flush=True)
+                print(
+                    f"[{experiment:>4}] {untrusted.printable(phase)}", file=self.stream, flush=True
+                )
 
     def result(self, row: ExperimentRecord, best: ExperimentRecord | None) -> None:
         metric = "-" if row.metric is None else f"{row.metric:.6g}"
@@ -54,7 +59,7 @@ class View:
             self._best = f"best: {best.metric:.6g} (#{best.experiment})"
         self.message(
             f"[{row.experiment:>4}] {row.status.value:<8} {metric:>12}  {row.seconds:6.1f}s  "
-            f"{row.description[:80]}"
+            f"{untrusted.one_line(row.description, 80)}"
         )
 
     def close(self) -> None:

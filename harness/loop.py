@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
+from harness import untrusted
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
@@ -42,7 +43,6 @@ from harness.signals import StopSignals
 from harness.task import Task
 
 T = TypeVar("T")
-_LOGGED_TEXT_CAP = 16_384  # per string in events and transcripts: a night's logs stay bounded
 
 
 class DiskFull(InfrastructureFault):
@@ -240,21 +240,28 @@ class Night:
         assert best is not None
         base_source = self.worktree.read_train()
         self.view.phase(number, "proposing")
-        editor = TrainEditor(
-            base_source, self.settings.edit.max_calls, self.settings.edit.max_bytes
-        )
         started = time.monotonic()
+        allowed = self.settings.agent.proposal_timeout
+        deadline = time.monotonic() + allowed
+        edit = self.settings.edit
+        editor = TrainEditor(base_source, edit.max_calls, edit.max_bytes, deadline)
+        context = replace(self._context(number, base_source), deadline=deadline)
         try:
-            proposal = self.agent.propose(self._context(number, base_source), editor)
+            proposal = self.agent.propose(context, editor)
         except StopNight as stop:
             self.run_dir.event("stop", experiment=number, reason=str(stop))
             return str(stop)
         if proposal is None:
             return "the agent has no more proposals"
+        late = time.monotonic() > deadline
         self.usage = proposal.usage
         description = self._log_proposal(number, proposal, editor, time.monotonic() - started)
         crashpoint("proposal logged")
-        problem = _unrunnable(base_source, editor.source)
+        problem = (
+            f"proposal_timeout of {allowed:g}s reached"
+            if late
+            else _unrunnable(base_source, editor.source)
+        )
         if problem:
             self._skip(number, description, problem)
             crashpoint("skip recorded")
@@ -290,16 +297,21 @@ class Night:
     def _log_proposal(
         self, number: int, proposal: Proposal, editor: TrainEditor, seconds: float
     ) -> str:
-        """Write the transcript and the proposal event; returns the one-line description."""
-        description = (proposal.description.strip().splitlines() or ["(no description)"])[0]
+        """Write the transcript and the proposal event; returns the one-line description.
+        The proposal is untrusted: only printable, bounded copies of its text go anywhere."""
+        description = untrusted.first_line(proposal.description) or "(no description)"
         calls = [
-            {"input": _capped(o.call.input), "output": _capped(o.output), "is_error": o.is_error}
+            {
+                "input": untrusted.logged(o.call.input),
+                "output": untrusted.logged(o.output),
+                "is_error": o.is_error,
+            }
             for o in editor.outcomes
         ]
         transcript = {
-            "description": _capped(proposal.description),
+            "description": untrusted.logged(proposal.description),
             "calls": calls,
-            "messages": _capped(proposal.transcript),
+            "messages": untrusted.logged(proposal.transcript),
         }
         self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
         self.run_dir.event(
@@ -376,7 +388,7 @@ class Night:
             rounded_metric=shown,
             metrics=measurement.metrics,
             note=measurement.note,
-            detail=_capped(measurement.detail),
+            detail=untrusted.logged(measurement.detail),
             protected=self.settings.protected,
             peak_memory_bytes=train.peak_memory_bytes,
         )
@@ -454,26 +466,15 @@ def _evaluator_output(measurement: Measurement) -> str:
 
 
 def _unrunnable(base: str, source: str) -> str:
+    """Why the proposal is not run. The editor holds only sources that compiled in its child
+    process; compiling again here is a cheap second look, whose every failure is a skip."""
     if source == base:
         return "train.py unchanged"
     try:
         compile(source, "train.py", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as err:
-        return f"does not compile: {err}"
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+        return f"does not compile: {type(err).__name__}: {err}"
     return ""
-
-
-def _capped(value: Any) -> Any:
-    """The same structure with every long string cut, so one proposal cannot flood the logs."""
-    if isinstance(value, str):
-        if len(value) <= _LOGGED_TEXT_CAP:
-            return value
-        return value[:_LOGGED_TEXT_CAP] + f"... [{len(value) - _LOGGED_TEXT_CAP} more characters]"
-    if isinstance(value, dict):
-        return {key: _capped(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_capped(item) for item in value]
-    return value
 
 
 def _last_lines(text: str, count: int) -> str:

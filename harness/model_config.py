@@ -50,7 +50,16 @@ class ModelAgentConfig(_Strict):
     )
     max_output_tokens: int = Field(8192, gt=0, description="Most tokens in one reply.")
     timeout: float = Field(
-        600.0, gt=0, description="Seconds one request may take; then it is retried."
+        600.0,
+        gt=0,
+        description="Seconds one request may take; then it is retried (never past the "
+        "proposal's proposal_timeout).",
+    )
+    proposal_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds one proposal (all its calls and edits) may take; then it is "
+        "recorded as skipped and the night goes on.",
     )
     max_cost: float | None = Field(
         None,

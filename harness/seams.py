@@ -159,6 +159,8 @@ class ProposalContext:
     output_tails: dict[int, str] = field(default_factory=dict)
     # `git diff` of train.py from the baseline to the best (empty while the baseline is the best).
     best_diff: str = ""
+    # time.monotonic() by which the proposal must end (`proposal_timeout`); None: no limit.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""`overnight status`: what a tagged run has done so far, read from its files alone (no Docker, no git)."""
+"""`overnight status`: what a tagged run has done so far, read from its files alone (no Docker, no git).
+
+The text form is printable whatever the files hold (a ledger written by an older version, a
+hand-edited config): control characters are shown as escapes. The JSON form escapes them too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness import untrusted
 from harness.errors import TaskError
 from harness.ledger import STATE_DIR, RunDir
 from harness.runstate import describe
@@ -115,7 +120,7 @@ def format_status(report: dict[str, Any]) -> str:
             f"${report['cost_usd']:.4f}"
         )
     lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
-    return "\n".join(lines)
+    return untrusted.printable("\n".join(lines))
 
 
 def _state_line(report: dict[str, Any]) -> str:

@@ -4,7 +4,8 @@ The real `anthropic`, `openai` and `litellm` clients talk to it over HTTP: nothi
 Each request gets the next scripted step, whatever the endpoint, rendered in that endpoint's
 format: Anthropic `/v1/messages`, OpenAI `/v1/chat/completions` and `/v1/responses`. A step is a
 tool call, a final text, an HTTP error (with headers such as `retry-after`), a dropped connection
-or a slow answer. Every request is recorded (path, headers, JSON body, time), and so is the
+or a slow answer. `raw_arguments` sends a tool call's arguments as written, even JSON no
+encoder would produce (nested 100,000 deep, say), in every format. Every request is recorded (path, headers, JSON body, time), and so is the
 usage of every answer served, so a test can add up what the calls cost.
 
     with FakeLLM([tool({"command": "view"}), text("done")]) as llm:
@@ -41,8 +42,9 @@ class Step:
     kind: str  # tool | text | error | drop | slow
     tool_input: dict[str, Any] | None = None
     tool_name: str = "edit"
-    raw_arguments: str | None = None  # OpenAI formats: the arguments string as sent, if malformed
+    raw_arguments: str | None = None  # the arguments as sent, if no encoder would write them
     text: str = ""
+    thinking: str = ""  # Anthropic: a thinking block before the text
     status: int = 200
     error_type: str = ""
     message: str = ""
@@ -59,6 +61,7 @@ def tool(
     text: str = "",
     usage: Usage = Usage(),
     raw_arguments: str | None = None,
+    thinking: str = "",
 ) -> Step:
     return Step(
         "tool",
@@ -67,11 +70,12 @@ def tool(
         text=text,
         usage=usage,
         raw_arguments=raw_arguments,
+        thinking=thinking,
     )
 
 
-def text(answer: str, usage: Usage = Usage()) -> Step:
-    return Step("text", text=answer, usage=usage)
+def text(answer: str, usage: Usage = Usage(), thinking: str = "") -> Step:
+    return Step("text", text=answer, usage=usage, thinking=thinking)
 
 
 def error(
@@ -179,10 +183,19 @@ class FakeLLM:
                 with fake._lock:
                     fake.served.append(step)
                     number = next(fake._ids)
-                self._send(200, _render(self.path, body, step, number), {})
+                raw = step.raw_arguments if self.path.endswith("/messages") else None
+                self._send(200, _render(self.path, body, step, number), {}, raw)
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            def _send(
+                self,
+                status: int,
+                payload: dict[str, Any],
+                headers: dict[str, str],
+                raw_input: str | None = None,
+            ) -> None:
                 data = json.dumps(payload).encode()
+                if raw_input is not None:  # an Anthropic tool input exactly as written
+                    data = data.replace(json.dumps(_RAW).encode(), raw_input.encode())
                 try:
                     self.send_response(status)
                     self.send_header("content-type", "application/json")
@@ -205,8 +218,13 @@ def _render(path: str, body: dict[str, Any], step: Step, number: int) -> dict[st
     return _chat(body, step, number)
 
 
+_RAW = "<raw tool input>"
+
+
 def _anthropic(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
+    if step.thinking:
+        content.append({"type": "thinking", "thinking": step.thinking, "signature": "sig"})
     if step.text:
         content.append({"type": "text", "text": step.text})
     if step.kind == "tool":
@@ -215,7 +233,7 @@ def _anthropic(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
                 "type": "tool_use",
                 "id": f"toolu_{number:04d}",
                 "name": step.tool_name,
-                "input": step.tool_input,
+                "input": _RAW if step.raw_arguments is not None else step.tool_input,
             }
         )
     u = step.usage

@@ -536,7 +536,7 @@ def test_the_edit_tool_reaches_no_other_file(night):
     )
     outputs = [call["output"] for call in transcript["calls"]]
     assert all(call["is_error"] for call in transcript["calls"])
-    assert "path" in outputs[0] and "file" in outputs[1] and "null bytes" in outputs[2]
+    assert "path" in outputs[0] and "file" in outputs[1] and "\\x00 at line 1" in outputs[2]
     ours = night.row("writes ../ paths as content")
     ref = f"refs/overnight/h/discarded/{ours.experiment}"
     assert git(night.task, "diff-tree", "--no-commit-id", "--name-only", "-r", ref) == "train.py"

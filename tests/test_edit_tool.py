@@ -337,7 +337,14 @@ def test_the_tool_schema_has_no_path_to_name() -> None:
     schema = EDIT_TOOL["input_schema"]
 
     assert EDIT_TOOL["name"] == "edit"
-    assert set(schema["properties"]) == {"command", "old_str", "new_str", "insert_line", "content"}
+    assert set(schema["properties"]) == {
+        "command",
+        "old_str",
+        "new_str",
+        "insert_line",
+        "content",
+        "view_range",
+    }
     assert not any("path" in name or "file" in name for name in schema["properties"])
     assert schema["required"] == ["command"]
     assert schema["additionalProperties"] is False

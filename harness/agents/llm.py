@@ -4,20 +4,25 @@ answers without a tool call; that answer is the description.
 Errors the model can fix (malformed arguments, an unknown tool or command, a refused edit) go
 back to it as tool errors. A proposal ends after `max_tool_errors` of them in a row; the editor
 caps the calls. `--max-cost` is checked before every call against the tag's spend so far, read
-from the ledger, so it holds across restarts.
+from the ledger, so it holds across restarts. No request outlives the proposal's deadline.
+The model's turns are untrusted: each is made valid and bounded (`untrusted.plain`) before it
+joins the conversation, so nothing it said can break the next request or the transcript; its
+tool calls go to the editor as sent, which guards its own seam.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, cast
 
+from harness import untrusted
 from harness.agents.prompt import Prompt, build_prompt
 from harness.edit_tool import EDIT_TOOL
 from harness.errors import OvernightError
 from harness.model_config import ModelAgentConfig
 from harness.providers.base import (
+    DeadlineReached,
     Message,
     Model,
     ModelRequest,
@@ -51,7 +56,7 @@ class LLMAgent:
         self.log = log
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal:
-        talk = _Conversation(self._prompt(context))
+        talk = _Conversation(self._prompt(context), context.deadline)
         spent = sum(r.cost_usd for r in context.history)  # this tag's, from the ledger
         errors_in_row = 0
         while True:
@@ -62,11 +67,15 @@ class LLMAgent:
             if over:
                 self.log(f"experiment {context.experiment}: {over}")
                 return talk.proposal(f"(unfinished: {over})")
-            turn = self._complete(request, talk.usage)
+            sent = self._complete(request, talk.usage)
+            if sent is None:
+                return talk.proposal("(unfinished: proposal_timeout reached)")
+            turn = _safe(sent)
             talk.add(turn.message, turn)
             if not turn.message.tool_uses:
                 return talk.proposal(_description(turn))
-            results = [self._run(use, editor) for use in turn.message.tool_uses]
+            uses = zip(sent.message.tool_uses, turn.message.tool_uses, strict=True)
+            results = [self._run(raw, use, editor) for raw, use in uses]
             for result in results:
                 errors_in_row = errors_in_row + 1 if result.is_error else 0
             reply: tuple[ToolResult | Text, ...] = tuple(results)
@@ -86,9 +95,12 @@ class LLMAgent:
             )
         return prompt
 
-    def _complete(self, request: ModelRequest, usage: Usage) -> ModelTurn:
+    def _complete(self, request: ModelRequest, usage: Usage) -> ModelTurn | None:
+        """The model's turn, or None when the proposal's time ran out first."""
         try:
             return self.model.complete(request)
+        except DeadlineReached:
+            return None
         except OvernightError as err:  # the night stops; say what this proposal had spent
             if usage.calls:
                 raise type(err)(
@@ -97,14 +109,16 @@ class LLMAgent:
                 ) from err
             raise
 
-    def _run(self, use: ToolUse, editor: Editor) -> ToolResult:
+    def _run(self, raw: ToolUse, use: ToolUse, editor: Editor) -> ToolResult:
+        """One tool call: `use` is the safe copy, `raw` the input as sent, for the editor."""
         if use.name != EDIT.name:
-            return ToolResult(use.id, f"unknown tool {use.name!r}: the only tool is `edit`", True)
+            name = untrusted.one_line(use.name, 60)
+            return ToolResult(use.id, f"unknown tool {name!r}: the only tool is `edit`", True)
         if use.error:
             return ToolResult(
                 use.id, f'{use.error}; call edit with an object such as {{"command": "view"}}', True
             )
-        outcome = editor.call(ToolCall(id=use.id, input=use.input))
+        outcome = editor.call(ToolCall(id=use.id, input=raw.input))
         return ToolResult(use.id, outcome.output, outcome.is_error)
 
     def _over_budget(self, request: ModelRequest, spent: float) -> str:
@@ -124,8 +138,9 @@ class LLMAgent:
 class _Conversation:
     """One proposal's messages, its transcript for transcript.json and its usage so far."""
 
-    def __init__(self, prompt: Prompt) -> None:
+    def __init__(self, prompt: Prompt, deadline: float | None = None) -> None:
         self.system = prompt.system
+        self.deadline = deadline
         first = Message("user", (Text(prompt.task, cache=True), Text(prompt.experiment)))
         self.messages = [first]
         self.transcript: list[dict[str, Any]] = [
@@ -135,7 +150,9 @@ class _Conversation:
         self.usage = Usage()
 
     def request(self, max_output_tokens: int) -> ModelRequest:
-        return ModelRequest(self.system, list(self.messages), [EDIT], max_output_tokens)
+        return ModelRequest(
+            self.system, list(self.messages), [EDIT], max_output_tokens, self.deadline
+        )
 
     def add(self, message: Message, turn: ModelTurn | None = None) -> None:
         self.messages.append(message)
@@ -159,6 +176,26 @@ def request_bytes(request: ModelRequest) -> int:
             else:
                 size += len(str(block.input).encode())
     return size
+
+
+def _safe(turn: ModelTurn) -> ModelTurn:
+    """The turn with valid text, and tool inputs and the adapter's echo JSON-safe and bounded."""
+    blocks: list[Text | ToolUse | ToolResult] = []
+    for block in turn.message.content:
+        if isinstance(block, Text):
+            blocks.append(Text(untrusted.valid(block.text), block.cache))
+        elif isinstance(block, ToolUse):
+            safe_input = untrusted.plain(block.input)
+            blocks.append(
+                ToolUse(
+                    untrusted.valid(block.id),
+                    untrusted.valid(block.name),
+                    safe_input if isinstance(safe_input, dict) else {},
+                    block.error,
+                )
+            )
+    echo = None if turn.message.echo is None else untrusted.plain(turn.message.echo)
+    return replace(turn, message=Message("assistant", tuple(blocks), echo=echo))
 
 
 def _description(turn: ModelTurn) -> str:

@@ -2,7 +2,9 @@
 
 One line a proposal: `{"description": "...", "calls": [<edit inputs>...]}`. Proposal k of the
 night is line k of the file (the baseline is not a proposal), so a resumed night picks up where
-it stopped. The night ends when the file ends.
+it stopped. The night ends when the file ends. A script carries what a model could send, so it
+is read as untrusted JSON (`untrusted.loads`: no unbounded nesting, no unreadable integer) and
+its calls go to the editor as written, which guards its own seam.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness import untrusted
 from harness.errors import TaskError
 from harness.seams import Editor, Proposal, ProposalContext, ToolCall
 
@@ -28,7 +31,7 @@ def load_script(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = untrusted.loads(line)
         except json.JSONDecodeError as err:
             raise TaskError(
                 f"{path}:{number}: not JSON ({err.msg}); one JSON object per line"

@@ -44,6 +44,7 @@ class AnthropicModel:
         self._sdk = anthropic
         # Retries happen in one place, our wrapper; the SDK's own are off.
         self._client = anthropic.Anthropic(base_url=base_url, timeout=timeout, max_retries=0)
+        self._timeout = timeout
         self._temperature = temperature
         self._thinking = thinking
         self._effort = effort
@@ -70,6 +71,7 @@ class AnthropicModel:
             "max_tokens": request.max_output_tokens,
             "system": request.system,
             "messages": self._messages(request.messages),
+            "timeout": request.timeout(self._timeout),
         }
         try:
             response = self._client.messages.create(**options)

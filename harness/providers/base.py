@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -76,6 +77,13 @@ class ModelRequest:
     messages: list[Message]
     tools: list[ToolSpec] = field(default_factory=list)
     max_output_tokens: int = 4096
+    deadline: float | None = None  # time.monotonic() by which it must be answered, if any
+
+    def timeout(self, configured: float) -> float:
+        """Seconds this request may take: the configured timeout, or less before a deadline."""
+        if self.deadline is None:
+            return configured
+        return max(0.001, min(configured, self.deadline - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,10 @@ class ProviderError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class DeadlineReached(Exception):
+    """The request's deadline passed before the model answered (the proposal's time is up)."""
 
 
 class Model(Protocol):
@@ -210,6 +222,10 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any], str]:
         value = json.loads(raw or "{}")
     except json.JSONDecodeError as err:
         return {}, f"the arguments are not valid JSON ({err.msg} at character {err.pos})"
+    except RecursionError:
+        return {}, "the arguments nest too deeply to read; send a flat object"
+    except ValueError as err:  # an integer too long to convert, say
+        return {}, f"the arguments could not be read ({one_line(str(err), 100)})"
     if not isinstance(value, dict):
         return {}, "the arguments must be a JSON object"
     return value, ""

@@ -79,7 +79,7 @@ class LiteLLMModel:
                 model=self.name,
                 messages=chat_messages(request.system, request.messages, self._cache),
                 max_tokens=request.max_output_tokens,
-                timeout=self._timeout,
+                timeout=request.timeout(self._timeout),
                 num_retries=0,
                 max_retries=0,
                 **options,

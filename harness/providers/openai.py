@@ -52,6 +52,7 @@ class OpenAIModel:
         self._sdk = openai
         # Retries happen in one place, our wrapper; the SDK's own are off.
         self._client = openai.OpenAI(base_url=base_url, timeout=timeout, max_retries=0)
+        self._timeout = timeout
         self._api = api
         self._temperature = temperature
         self._effort = reasoning_effort
@@ -84,6 +85,7 @@ class OpenAIModel:
             "model": self.name,
             "messages": chat_messages(request.system, request.messages),
             "max_completion_tokens": request.max_output_tokens,
+            "timeout": request.timeout(self._timeout),
         }
         response = self._client.chat.completions.create(**options)
         return chat_turn(response)
@@ -110,6 +112,7 @@ class OpenAIModel:
             "instructions": request.system,
             "input": _response_items(request.messages),
             "max_output_tokens": request.max_output_tokens,
+            "timeout": request.timeout(self._timeout),
         }
         response = self._client.responses.create(**options)
         return _response_turn(response)
