@@ -92,7 +92,7 @@ class TrainEditor:
         max_bytes: int = 1_000_000,
         deadline: float | None = None,
     ) -> None:
-        self._source = source
+        self._source = self._original = source
         self._undo: list[str] = []
         self.max_calls = max_calls
         self.max_bytes = max_bytes
@@ -103,6 +103,15 @@ class TrainEditor:
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def calls_left(self) -> int:
+        return max(0, self.max_calls - self.calls)
+
+    def restart(self) -> None:
+        """Back to the starting `train.py`; the calls made so far still count."""
+        self._source = self._original
+        self._undo = []
 
     def call(self, call: ToolCall) -> ToolOutcome:
         """Answer one call; the outcome keeps a bounded, valid copy of what the agent sent."""

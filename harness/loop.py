@@ -260,7 +260,7 @@ class Night:
         problem = (
             f"proposal_timeout of {allowed:g}s reached"
             if late
-            else _unrunnable(base_source, editor.source)
+            else proposal.not_run or _unrunnable(base_source, editor.source)
         )
         if problem:
             self._skip(number, description, problem)
@@ -310,6 +310,7 @@ class Night:
         ]
         transcript = {
             "description": untrusted.logged(proposal.description),
+            "ended": proposal.ended or "the agent replied",
             "calls": calls,
             "messages": untrusted.logged(proposal.transcript),
         }
@@ -319,6 +320,7 @@ class Night:
             experiment=number,
             description=description,
             seconds=round(seconds, 3),
+            ended=proposal.ended or "the agent replied",
             calls=calls,
             usage=asdict(proposal.usage),
         )

@@ -191,6 +191,10 @@ class Proposal:
     description: str
     transcript: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    # Why the proposal ended, when not by the agent's own reply ("edit-call limit of 40 reached").
+    ended: str = ""
+    # Why it must not be run at all (the model refused, or said nothing): recorded as skipped.
+    not_run: str = ""
 
 
 class StopNight(Exception):
@@ -206,7 +210,13 @@ class Editor(Protocol):
     @property
     def source(self) -> str: ...
 
+    @property
+    def calls_left(self) -> int: ...
+
     def call(self, call: ToolCall) -> ToolOutcome: ...
+
+    def restart(self) -> None:
+        """Back to the `train.py` it started from (a fresh attempt at the same proposal)."""
 
 
 class Agent(Protocol):

@@ -44,7 +44,8 @@ class Step:
     tool_name: str = "edit"
     raw_arguments: str | None = None  # the arguments as sent, if no encoder would write them
     text: str = ""
-    thinking: str = ""  # Anthropic: a thinking block before the text
+    thinking: str = ""  # a thinking block (Anthropic) or reasoning summary (responses) first
+    stop: str = ""  # "max_tokens": the turn was cut; "refusal": the model declined (text says why)
     status: int = 200
     error_type: str = ""
     message: str = ""
@@ -76,6 +77,15 @@ def tool(
 
 def text(answer: str, usage: Usage = Usage(), thinking: str = "") -> Step:
     return Step("text", text=answer, usage=usage, thinking=thinking)
+
+
+def cut(step: Step) -> Step:
+    """The step as a turn cut at max_tokens (its tool call and text still sent)."""
+    return Step(**{**step.__dict__, "stop": "max_tokens"})
+
+
+def refusal(reason: str = "I can't help with that.", usage: Usage = Usage()) -> Step:
+    return Step("text", text=reason, usage=usage, stop="refusal")
 
 
 def error(
@@ -243,7 +253,7 @@ def _anthropic(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
         "role": "assistant",
         "model": body.get("model", ""),
         "content": content,
-        "stop_reason": "tool_use" if step.kind == "tool" else "end_turn",
+        "stop_reason": step.stop or ("tool_use" if step.kind == "tool" else "end_turn"),
         "stop_sequence": None,
         "usage": {
             "input_tokens": u.input - u.cached - u.cache_write,
@@ -264,6 +274,11 @@ def _arguments(step: Step) -> str:
 
 def _chat(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": step.text or None}
+    finish = "tool_calls" if step.kind == "tool" else "stop"
+    if step.stop == "max_tokens":
+        finish = "length"
+    elif step.stop == "refusal":
+        message = {"role": "assistant", "content": None, "refusal": step.text}
     if step.kind == "tool":
         message["tool_calls"] = [
             {
@@ -282,7 +297,7 @@ def _chat(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": "tool_calls" if step.kind == "tool" else "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": {
@@ -296,7 +311,25 @@ def _chat(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
 
 def _responses(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
-    if step.text:
+    if step.thinking:
+        output.append(
+            {
+                "type": "reasoning",
+                "id": f"rs_{number:04d}",
+                "summary": [{"type": "summary_text", "text": step.thinking}],
+            }
+        )
+    if step.stop == "refusal":
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{number:04d}",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "refusal", "refusal": step.text}],
+            }
+        )
+    elif step.text:
         output.append(
             {
                 "type": "message",
@@ -323,7 +356,12 @@ def _responses(body: dict[str, Any], step: Step, number: int) -> dict[str, Any]:
         "object": "response",
         "created_at": int(time.time()),
         "model": body.get("model", ""),
-        "status": "completed",
+        "status": "incomplete" if step.stop == "max_tokens" else "completed",
+        **(
+            {"incomplete_details": {"reason": "max_output_tokens"}}
+            if step.stop == "max_tokens"
+            else {}
+        ),
         "output": output,
         "parallel_tool_calls": True,
         "tool_choice": "auto",

@@ -2,8 +2,10 @@
 answers without a tool call; that answer is the description.
 
 Errors the model can fix (malformed arguments, an unknown tool or command, a refused edit) go
-back to it as tool errors. A proposal ends after `max_tool_errors` of them in a row; the editor
-caps the calls. `--max-cost` is checked before every call against the tag's spend so far, read
+back to it as tool errors. A proposal ends after `max_tool_errors` of them in a row, or at the
+editor's call limit. A turn cut at `max_output_tokens` has none of its calls applied. A refusal,
+or an empty reply before any edit, is never run: the proposal is asked for once more in a fresh
+conversation, and if that fails too it is recorded as skipped. `--max-cost` is checked before every call against the tag's spend so far, read
 from the ledger, so it holds across restarts. No request outlives the proposal's deadline.
 The model's turns are untrusted: each is made valid and bounded (`untrusted.plain`) before it
 joins the conversation, so nothing it said can break the next request or the transcript; its
@@ -56,8 +58,28 @@ class LLMAgent:
         self.log = log
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal:
-        talk = _Conversation(self._prompt(context), context.deadline)
         spent = sum(r.cost_usd for r in context.history)  # this tag's, from the ledger
+        first = self._attempt(context, editor, spent)
+        if not first.not_run:
+            return first
+        self.log(f"experiment {context.experiment}: {first.not_run}; asking again, afresh")
+        editor.restart()  # nothing of the refused attempt may run
+        second = self._attempt(context, editor, spent + first.usage.cost_usd)
+        return replace(
+            second,
+            transcript=[
+                *first.transcript,
+                {"role": "harness", "content": f"{first.not_run}: a fresh conversation follows"},
+                *second.transcript,
+            ],
+            usage=first.usage + second.usage,
+            not_run=f"{second.not_run} (twice)" if second.not_run else "",
+        )
+
+    def _attempt(self, context: ProposalContext, editor: Editor, spent: float) -> Proposal:
+        """One conversation, until the model replies without a tool call or a limit ends it."""
+        talk = _Conversation(self._prompt(context), context.deadline)
+        start = editor.source
         errors_in_row = 0
         while True:
             request = talk.request(self.config.max_output_tokens)
@@ -66,24 +88,38 @@ class LLMAgent:
                 raise StopNight(over)
             if over:
                 self.log(f"experiment {context.experiment}: {over}")
-                return talk.proposal(f"(unfinished: {over})")
+                return talk.proposal(f"(unfinished: {over})", ended=over)
             sent = self._complete(request, talk.usage)
             if sent is None:
-                return talk.proposal("(unfinished: proposal_timeout reached)")
+                ended = "proposal_timeout reached"
+                return talk.proposal(f"(unfinished: {ended})", ended=ended)
             turn = _safe(sent)
             talk.add(turn.message, turn)
+            if turn.stop == "refusal":
+                said = untrusted.one_line(turn.message.text, 200)
+                why = f"the model refused ({said})" if said else "the model refused"
+                return talk.proposal("(refused)", ended=why, not_run=why)
+            empty = not turn.message.tool_uses and not turn.message.text.strip()
+            if empty and turn.stop != "max_tokens" and editor.source == start:
+                why = "the model's reply was empty"
+                return talk.proposal("(empty reply)", ended=why, not_run=why)
             if not turn.message.tool_uses:
                 return talk.proposal(_description(turn))
-            uses = zip(sent.message.tool_uses, turn.message.tool_uses, strict=True)
-            results = [self._run(raw, use, editor) for raw, use in uses]
+            if turn.stop == "max_tokens":  # a cut turn's calls may be cut too: none is applied
+                results = [_not_applied(use) for use in turn.message.tool_uses]
+            else:
+                uses = zip(sent.message.tool_uses, turn.message.tool_uses, strict=True)
+                results = [self._run(raw, use, editor) for raw, use in uses]
             for result in results:
                 errors_in_row = errors_in_row + 1 if result.is_error else 0
-            reply: tuple[ToolResult | Text, ...] = tuple(results)
-            if turn.stop == "max_tokens":
-                reply += (Text("(Your reply was cut at max_output_tokens; keep replies shorter.)"),)
-            talk.add(Message("user", reply))
+            talk.add(Message("user", tuple(results)))
+            if editor.calls_left == 0:
+                ended = "the edit-call limit was reached"
+                text = untrusted.first_line(turn.message.text)
+                return talk.proposal(text or f"(unfinished: {ended})", ended=ended)
             if errors_in_row >= self.config.max_tool_errors:
-                return talk.proposal(f"(unfinished: {errors_in_row} failed tool calls in a row)")
+                ended = f"{errors_in_row} failed tool calls in a row"
+                return talk.proposal(f"(unfinished: {ended})", ended=ended)
 
     def _prompt(self, context: ProposalContext) -> Prompt:
         prompt = build_prompt(context, self.config.max_prompt_bytes)
@@ -160,8 +196,18 @@ class _Conversation:
         if turn is not None:
             self.usage += _usage(turn)
 
-    def proposal(self, description: str) -> Proposal:
-        return Proposal(description, self.transcript, self.usage)
+    def proposal(self, description: str, ended: str = "", not_run: str = "") -> Proposal:
+        return Proposal(description, self.transcript, self.usage, ended, not_run)
+
+
+# How much of one turn's reasoning transcript.json keeps (the API gets all of it back).
+THINKING_CHARS = 20_000
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters of thinking not kept]"
 
 
 def request_bytes(request: ModelRequest) -> int:
@@ -192,10 +238,22 @@ def _safe(turn: ModelTurn) -> ModelTurn:
                     untrusted.valid(block.name),
                     safe_input if isinstance(safe_input, dict) else {},
                     block.error,
+                    None if block.raw is None else untrusted.valid(block.raw),
                 )
             )
     echo = None if turn.message.echo is None else untrusted.plain(turn.message.echo)
-    return replace(turn, message=Message("assistant", tuple(blocks), echo=echo))
+    thinking = untrusted.valid(turn.message.thinking)
+    message = Message("assistant", tuple(blocks), echo=echo, thinking=thinking)
+    return replace(turn, message=message)
+
+
+def _not_applied(use: ToolUse) -> ToolResult:
+    return ToolResult(
+        use.id,
+        "not applied: your reply was cut at max_output_tokens, so this call may be cut too. "
+        "Send a smaller edit (a str_replace of a few lines rather than a whole write).",
+        True,
+    )
 
 
 def _description(turn: ModelTurn) -> str:
@@ -220,6 +278,8 @@ def _usage(turn: ModelTurn) -> Usage:
 def _logged(message: Message, turn: ModelTurn | None = None) -> dict[str, Any]:
     """A message as it goes into transcript.json, with the call's usage for the model's turns."""
     content: list[dict[str, Any]] = []
+    if message.thinking:
+        content.append({"type": "thinking", "text": _bounded(message.thinking, THINKING_CHARS)})
     for block in message.content:
         if isinstance(block, Text):
             content.append({"type": "text", "text": block.text})

@@ -23,7 +23,12 @@ from harness.providers.base import (
 )
 
 KEY_ENV = "ANTHROPIC_API_KEY"
-_STOPS: dict[str, Stop] = {"end_turn": "end", "tool_use": "tool_use", "max_tokens": "max_tokens"}
+_STOPS: dict[str, Stop] = {
+    "end_turn": "end",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "refusal": "refusal",
+}
 
 
 class AnthropicModel:
@@ -125,6 +130,7 @@ class AnthropicModel:
 def _turn(response: Any) -> ModelTurn:
     content: list[Text | ToolUse] = []
     echo: list[dict[str, Any]] = []
+    thinking: list[str] = []
     for block in response.content:
         if block.type == "text":
             content.append(Text(block.text))
@@ -137,10 +143,12 @@ def _turn(response: Any) -> ModelTurn:
             content.append(ToolUse(block.id, block.name, tool_input, error))
             echo.append({"type": "tool_use", "id": block.id, "name": block.name, "input": raw})
         elif block.type == "thinking":
+            thinking.append(block.thinking)
             echo.append(
                 {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
             )
         elif block.type == "redacted_thinking":
+            thinking.append("(redacted thinking)")
             echo.append({"type": "redacted_thinking", "data": block.data})
     usage = response.usage
     cached = usage.cache_read_input_tokens or 0
@@ -148,7 +156,7 @@ def _turn(response: Any) -> ModelTurn:
     split = getattr(usage, "cache_creation", None)
     written_1h = (getattr(split, "ephemeral_1h_input_tokens", 0) or 0) if split else 0
     return ModelTurn(
-        message=Message("assistant", tuple(content), echo=echo),
+        message=Message("assistant", tuple(content), echo=echo, thinking="\n\n".join(thinking)),
         stop=_STOPS.get(response.stop_reason or "", "other"),
         usage=TokenUsage(
             input_tokens=usage.input_tokens + cached + written,

@@ -24,12 +24,14 @@ class Text:
 
 @dataclass(frozen=True)
 class ToolUse:
-    """A tool call the model made. `error` says why its arguments could not be read, if so."""
+    """A tool call the model made. `error` says why its arguments could not be read, if so;
+    then `raw` holds them as the model wrote them, to be sent back unchanged."""
 
     id: str
     name: str
     input: dict[str, Any]
     error: str = ""
+    raw: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ Block = Text | ToolUse | ToolResult
 @dataclass(frozen=True)
 class Message:
     """One turn of the conversation. `echo` is the adapter's own copy of an assistant turn
-    (thinking blocks, reasoning items) that must go back to the provider unchanged."""
+    (thinking blocks, reasoning items) that must go back to the provider unchanged;
+    `thinking` is the readable part of that reasoning, kept for the transcript only."""
 
     role: Literal["user", "assistant"]
     content: tuple[Block, ...]
     echo: Any = None
+    thinking: str = ""
 
     @property
     def text(self) -> str:
@@ -97,7 +101,8 @@ class TokenUsage:
     output_tokens: int = 0
 
 
-Stop = Literal["end", "tool_use", "max_tokens", "other"]
+# "refusal": the model declined (Anthropic's stop_reason, OpenAI's refusal or content filter).
+Stop = Literal["end", "tool_use", "max_tokens", "refusal", "other"]
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,12 @@ def error_detail(body: Any, fallback: str) -> str:
 def one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def tool_use(call_id: str, name: str, arguments: str | None) -> ToolUse:
+    """A tool call from JSON arguments; unreadable ones keep their text and say why."""
+    tool_input, error = parse_arguments(arguments)
+    return ToolUse(call_id, name, tool_input, error, arguments if error else None)
 
 
 def parse_arguments(raw: str | None) -> tuple[dict[str, Any], str]:

@@ -23,11 +23,16 @@ from harness.providers.base import (
     ToolUse,
     classify_status,
     error_detail,
-    parse_arguments,
+    tool_use,
 )
 
 KEY_ENV = "OPENAI_API_KEY"
-_STOPS: dict[str, Stop] = {"stop": "end", "tool_calls": "tool_use", "length": "max_tokens"}
+_STOPS: dict[str, Stop] = {
+    "stop": "end",
+    "tool_calls": "tool_use",
+    "length": "max_tokens",
+    "content_filter": "refusal",
+}
 
 
 def tool_output(result: ToolResult) -> str:
@@ -149,7 +154,7 @@ def chat_messages(
                 {
                     "id": use.id,
                     "type": "function",
-                    "function": {"name": use.name, "arguments": json.dumps(use.input)},
+                    "function": {"name": use.name, "arguments": _arguments(use)},
                 }
                 for use in message.tool_uses
             ]
@@ -186,14 +191,19 @@ def chat_turn(response: Any) -> ModelTurn:
     if message.content:
         content.append(Text(message.content))
     for call in message.tool_calls or []:
-        tool_input, error = parse_arguments(call.function.arguments)
-        content.append(ToolUse(call.id, call.function.name, tool_input, error))
+        content.append(tool_use(call.id, call.function.name, call.function.arguments))
+    refusal = getattr(message, "refusal", None)
+    stop: Stop = "refusal" if refusal else _STOPS.get(choice.finish_reason or "", "other")
+    if refusal:
+        content.append(Text(str(refusal)))
+    # litellm (and some OpenAI-compatible servers) return the model's reasoning as text.
+    thinking = getattr(message, "reasoning_content", None)
     usage = response.usage
     details = getattr(usage, "prompt_tokens_details", None)
     cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
     return ModelTurn(
-        message=Message("assistant", tuple(content)),
-        stop=_STOPS.get(choice.finish_reason or "", "other"),
+        message=Message("assistant", tuple(content), thinking=str(thinking or "")),
+        stop=stop,
         usage=TokenUsage(
             input_tokens=usage.prompt_tokens or 0,
             cached_input_tokens=cached,
@@ -201,6 +211,12 @@ def chat_turn(response: Any) -> ModelTurn:
         ),
         model=response.model or "",
     )
+
+
+def _arguments(use: ToolUse) -> str:
+    """The arguments as the model wrote them when they could not be read (it sees its own
+    mistake next to the error), else our JSON of them."""
+    return use.raw if use.raw is not None else json.dumps(use.input)
 
 
 def _response_items(messages: list[Message]) -> list[dict[str, Any]]:
@@ -226,29 +242,36 @@ def _response_items(messages: list[Message]) -> list[dict[str, Any]]:
 
 def _response_turn(response: Any) -> ModelTurn:
     content: list[Text | ToolUse] = []
+    thinking: list[str] = []
+    refused = False
     for item in response.output:
         if item.type == "message":
-            text = "".join(
-                part.text for part in item.content if getattr(part, "type", "") == "output_text"
-            )
+            parts = list(item.content)
+            text = "".join(getattr(p, "text", "") for p in parts if p.type == "output_text")
+            refusals = [str(getattr(p, "refusal", "")) for p in parts if p.type == "refusal"]
+            refused = refused or bool(refusals)
+            text += "".join(refusals)
             if text:
                 content.append(Text(text))
         elif item.type == "function_call":
-            tool_input, error = parse_arguments(item.arguments)
-            content.append(ToolUse(item.call_id, item.name, tool_input, error))
+            content.append(tool_use(item.call_id, item.name, item.arguments))
+        elif item.type == "reasoning":
+            thinking.extend(getattr(s, "text", "") for s in getattr(item, "summary", None) or [])
     # Reasoning items and calls go back as they came (the documented way to continue a turn).
     echo = [item.model_dump(exclude_none=True) for item in response.output]
     usage = response.usage
     details = getattr(usage, "input_tokens_details", None)
     cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0
-    if any(isinstance(b, ToolUse) for b in content):
-        stop: Stop = "tool_use"
+    if refused:
+        stop: Stop = "refusal"
     elif response.status == "incomplete":
         stop = "max_tokens"
+    elif any(isinstance(b, ToolUse) for b in content):
+        stop = "tool_use"
     else:
         stop = "end"
     return ModelTurn(
-        message=Message("assistant", tuple(content), echo=echo),
+        message=Message("assistant", tuple(content), echo=echo, thinking="\n\n".join(thinking)),
         stop=stop,
         usage=TokenUsage(
             input_tokens=usage.input_tokens if usage else 0,

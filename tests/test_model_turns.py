@@ -1,0 +1,124 @@
+"""What a model's odd turns do to a night: a turn cut at max_tokens, a refusal, an empty reply,
+arguments that are not JSON, the edit-call limit, and thinking kept for the human. The real SDK
+clients talk HTTP to a scripted model; every change runs in real containers on real git."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import events, git, results, run_cli
+from fake_llm_server import FakeLLM, cut, guard_network, refusal, text, tool
+from test_model_nights import agent_toml, model_task
+
+from harness.seams import Verdict
+
+BAD_JSON = '{"command": "view", '
+
+
+def replace(old: str, new: str, **kw) -> object:
+    return tool({"command": "str_replace", "old_str": old, "new_str": new}, **kw)
+
+
+@pytest.fixture(autouse=True)
+def model_env(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with guard_network():
+        yield
+
+
+def train_at(task, commit: str) -> str:
+    return git(task, "show", f"{commit}:train.py")
+
+
+def assistant_calls(kind: str, body: dict) -> list:
+    """The tool calls of the assistant turns a request sent back, in its wire format."""
+    if kind == "anthropic":
+        return [
+            b
+            for m in body["messages"]
+            if m["role"] == "assistant"
+            for b in m["content"]
+            if b["type"] == "tool_use"
+        ]
+    if kind == "responses":
+        return [i for i in body["input"] if i.get("type") == "function_call"]
+    return [
+        c for m in body["messages"] if m["role"] == "assistant" for c in m.get("tool_calls", [])
+    ]
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "responses", "litellm"])
+def test_cut_turns_refusals_empty_replies_bad_json_and_the_call_limit_waste_no_experiment(
+    kind, tmp_path, capsys, monkeypatch, no_leftover_containers
+):
+    script = [
+        # 1: arguments that are not JSON (Anthropic's are an object: an unknown command there),
+        # then a turn cut at max_tokens whose edit happens to be whole, then the real edit.
+        tool({"command": "fly"}) if kind == "anthropic" else tool({}, raw_arguments=BAD_JSON),
+        cut(replace("EPOCHS = 4", "EPOCHS = 40")),
+        replace("EPOCHS = 4", "EPOCHS = 5", thinking="Four epochs look too few to converge."),
+        text("More epochs"),
+        # 2: an edit, then a refusal: asked again afresh, the new attempt runs alone.
+        replace("HIDDEN = 32", "HIDDEN = 33"),
+        refusal("I would rather not."),
+        replace("WEIGHT_DECAY = 0.01", "WEIGHT_DECAY = 0.02"),
+        text("More weight decay"),
+        # 3: refused twice; 4: empty twice.
+        refusal(),
+        refusal(),
+        text(""),
+        text(""),
+        # 5: the third edit call reaches max_calls = 3; the model is not called again.
+        replace("BATCH_SIZE = 128", "BATCH_SIZE = 64"),
+        tool({"command": "view"}),
+        tool({"command": "view"}),
+        text("never asked for"),
+    ]
+    with FakeLLM(script) as llm:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
+        task = model_task(tmp_path, agent_toml(kind, llm.url) + "\n[edit]\nmax_calls = 3\n")
+        code, out = run_cli("run", str(task), "--tag", "t", "--max-experiments", "5", capsys=capsys)
+        requests = [r.body for r in llm.model_requests()]
+    assert code == 0, out
+    rows = {r.experiment: r for r in results(task, "t")}
+    assert len(requests) == 15
+
+    # Unreadable arguments went back as the model wrote them, next to the error.
+    sent_back = assistant_calls(kind, requests[1])[-1]
+    if kind == "anthropic":
+        assert sent_back["input"] == {"command": "fly"} and "fly" in json.dumps(requests[1])
+    elif kind == "responses":
+        assert sent_back["arguments"] == BAD_JSON
+    else:
+        assert sent_back["function"]["arguments"] == BAD_JSON
+    if kind != "anthropic":
+        assert "not valid JSON" in json.dumps(requests[1])
+    # The cut turn's edit was never applied; the model was told why.
+    assert "not applied: your reply was cut" in json.dumps(requests[2])
+    first = train_at(task, rows[1].commit)
+    assert "EPOCHS = 5" in first and "EPOCHS = 40" not in first
+    assert rows[1].description == "More epochs"
+    transcript = (task / ".overnight/t/experiments/0001/transcript.json").read_text()
+    if kind in ("anthropic", "responses"):
+        assert "Four epochs look too few to converge." in transcript
+
+    # The refused attempt's edit is gone; the fresh attempt's change is what ran.
+    second = train_at(task, rows[2].commit)
+    assert "WEIGHT_DECAY = 0.02" in second and "HIDDEN = 32" in second
+    assert rows[2].description == "More weight decay"
+    assert (
+        "fresh conversation" in (task / ".overnight/t/experiments/0002/transcript.json").read_text()
+    )
+
+    ran = {e["experiment"] for e in events(task, "t") if e["event"] == "run"}
+    assert rows[3].status is Verdict.SKIPPED and 3 not in ran
+    assert "the model refused" in rows[3].description and "(twice)" in rows[3].description
+    assert rows[4].status is Verdict.SKIPPED and 4 not in ran
+    assert "reply was empty (twice)" in rows[4].description
+
+    assert 5 in ran and "BATCH_SIZE = 64" in train_at(task, rows[5].commit)
+    proposal = [e for e in events(task, "t") if e["event"] == "proposal"][-1]
+    assert proposal["experiment"] == 5 and proposal["ended"] == "the edit-call limit was reached"
