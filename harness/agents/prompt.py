@@ -1,4 +1,5 @@
-"""The prompt of one proposal, from the templates in `prompts/`.
+"""The prompt of one proposal, from the templates in `harness/prompts/` (package data, so a
+wheel has them; `prompts/` at the top of the checkout links there).
 
 Three parts: the system prompt (role and rules) and the task (program.md, prepare.py) never
 change during a night, so they come first and are byte-identical across proposals: providers
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 from string import Template
 
 from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS = files("harness") / "prompts"
 FAILED = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.INVALID)
 _DESCRIPTION_CAP = 160
 
