@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
-from harness import untrusted
+from harness import agent_context, untrusted
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
@@ -256,6 +256,8 @@ class Night:
         late = time.monotonic() > deadline
         self.usage = proposal.usage
         description = self._log_proposal(number, proposal, editor, time.monotonic() - started)
+        if proposal.notes is not None:
+            agent_context.write_notes(self.run_dir, untrusted.valid(proposal.notes))
         crashpoint("proposal logged")
         problem = (
             f"proposal_timeout of {allowed:g}s reached"
@@ -327,12 +329,6 @@ class Night:
         return description
 
     def _context(self, number: int, source: str) -> ProposalContext:
-        failed = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.INVALID)
-        tails = {}  # the end of the output of the latest failures, for the agent
-        for row in [r for r in self.rows if r.status in failed][-3:]:
-            output = self.run_dir.experiment_dir(row.experiment) / "output.txt"
-            if output.exists():
-                tails[row.experiment] = output.read_text(encoding="utf-8", errors="replace")[-4000:]
         return ProposalContext(
             experiment=number,
             program=self.task.program,
@@ -342,8 +338,15 @@ class Night:
             direction=self.direction,
             history=list(self.rows),
             best=self.best,
-            output_tails=tails,
+            output_tails=agent_context.output_tails(self.run_dir, self.rows),
             best_diff=self.worktree.diff(self.rows[0].commit, self.best_commit),
+            settings=agent_context.settings_lines(self.settings),
+            remaining=agent_context.remaining(
+                self.budget, self.rows, time.time(), getattr(self.settings.agent, "max_cost", None)
+            ),
+            numbers=agent_context.numbers(self.run_dir),
+            diffs=agent_context.diffs(self.run_dir, self.rows),
+            notes=agent_context.read_notes(self.run_dir),
         )
 
     def _confirm(

@@ -155,12 +155,24 @@ class ProposalContext:
     direction: Direction
     history: list[ExperimentRecord]
     best: ExperimentRecord | None
-    # The end of the output of the latest failed experiments (crash, timeout, invalid), by number.
+    # The end of the output of the best run, the latest runs and the latest failures, by number.
     output_tails: dict[int, str] = field(default_factory=dict)
     # `git diff` of train.py from the baseline to the best (empty while the baseline is the best).
     best_diff: str = ""
     # time.monotonic() by which the proposal must end (`proposal_timeout`); None: no limit.
     deadline: float | None = None
+    # The night's resolved settings (after overnight.toml and the command line), in lines such as
+    # "time budget: 60s (train.py reads TIME_BUDGET from prepare.py)"; the same all night.
+    settings: tuple[str, ...] = ()
+    # What is left of the night's budgets ("7 of 10 experiments", "2.5 hours", "$1.20").
+    remaining: str = ""
+    # The other numbers each experiment's evaluation returned (or its training printed), by number.
+    numbers: dict[int, dict[str, float]] = field(default_factory=dict)
+    # What each recent discarded or failed experiment changed: its diff against the best of its
+    # time, by number.
+    diffs: dict[int, str] = field(default_factory=dict)
+    # The agent's own notes so far (a model's reply after its first line), carried across proposals.
+    notes: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +207,8 @@ class Proposal:
     ended: str = ""
     # Why it must not be run at all (the model refused, or said nothing): recorded as skipped.
     not_run: str = ""
+    # The agent's notes to itself, replacing the earlier ones; None: keep them as they are.
+    notes: str | None = None
 
 
 class StopNight(Exception):

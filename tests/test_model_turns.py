@@ -122,3 +122,52 @@ def test_cut_turns_refusals_empty_replies_bad_json_and_the_call_limit_waste_no_e
     assert 5 in ran and "BATCH_SIZE = 64" in train_at(task, rows[5].commit)
     proposal = [e for e in events(task, "t") if e["event"] == "proposal"][-1]
     assert proposal["experiment"] == 5 and proposal["ended"] == "the edit-call limit was reached"
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "responses", "litellm"])
+def test_the_model_is_told_the_resolved_settings_the_history_and_its_notes_across_a_resume(
+    kind, tmp_path, capsys, monkeypatch, no_leftover_containers
+):
+    crash = ("started = time.time()", "started = time.time()\nundefined_name")
+    script = [
+        replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02"),
+        text("Raise the learning rate\nLR 0.02 looked promising; try 0.03 next."),
+        replace(*crash),
+        text("Touch an undefined name"),
+        text("Nothing more"),  # experiment 3: skipped, unchanged
+        text("Still nothing"),  # experiment 4, after the resume
+    ]
+    with FakeLLM(script) as llm:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
+        extra = "\ntime_budget = 7\ntimeout = 50\n"
+        task = model_task(tmp_path, agent_toml(kind, llm.url) + "\n[edit]\nmax_calls = 9\n")
+        config = task / "overnight.toml"
+        config.write_text(extra + config.read_text())
+        code, out = run_cli("run", str(task), "--tag", "c", "--max-experiments", "3", capsys=capsys)
+        assert code == 0, out
+        code, out = run_cli("run", str(task), "--tag", "c", "--max-experiments", "4", capsys=capsys)
+        assert code == 0, out
+        requests = [json.dumps(r.body) for r in llm.model_requests()]
+    rows = {r.experiment: r for r in results(task, "c")}
+    assert rows[2].status is Verdict.CRASH
+    third, fourth = requests[4], requests[5]
+    # The resolved settings, not prepare.py's TIME_BUDGET = 10.
+    for request in (requests[0], third):
+        assert "time budget: 7s per training run" in request
+        assert "hard timeout: 50s" in request and "at most 9" in request
+        assert "metric: val_loss (minimize)" in request
+    assert "Budget left: 0 experiments so far; 3 of 3 left" in requests[0]
+    assert "Budget left: 2 experiments so far; 1 of 3 left" in third
+    # Each experiment's status, metric, seconds and the other numbers evaluate returned.
+    assert "hidden = 32" in third and "crash" in third
+    # What the crash really changed, and the end of its output and of the best run's.
+    assert "+undefined_name" in third and "NameError" in third
+    assert "train_loss" in third  # the best run's own output
+    # Line-numbered train.py in the first message.
+    assert "    14\\tLEARNING_RATE" in requests[0]
+    # The notes, carried to later proposals and across the restart.
+    assert "None yet" in requests[0]
+    for request in (requests[2], third, fourth):
+        assert "LR 0.02 looked promising; try 0.03 next." in request
+    assert "Budget left: 3 experiments so far; 1 of 4 left" in fourth
+    assert (task / ".overnight/c/notes.md").read_text().startswith("LR 0.02 looked promising")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from conftest import QUICKSTART
 
-from harness.agents.prompt import build_prompt
+from harness.agents.prompt import build_prompt, numbered
 from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 
 PROGRAM = (QUICKSTART / "program.md").read_text()
@@ -66,8 +68,10 @@ def test_a_night_of_1000_experiments_keeps_the_prompt_under_its_configured_size(
     for limit in (30_000, 120_000):
         prompt = build_prompt(context, max_bytes=limit)
         assert prompt.size <= limit
-        # The best train.py is always there in full, and the latest experiments are listed.
-        assert context.train_source.rstrip() in prompt.experiment
+        # The best train.py is always there in full, with line numbers, and the latest
+        # experiments are listed.
+        assert numbered(context.train_source) in prompt.experiment
+        assert "    14\tLEARNING_RATE = 0.01" in prompt.experiment
         assert "#1000 " in prompt.experiment
         assert "1000 experiments so far" in prompt.experiment
     small = build_prompt(context, max_bytes=30_000).experiment
@@ -93,3 +97,28 @@ def test_the_history_shows_keeps_failures_with_their_output_and_what_changed():
     assert "+NEW_0 = 2" in text
     first = build_prompt(night_so_far(0), max_bytes=120_000).experiment
     assert "No experiments yet besides the baseline." in first
+
+
+def test_the_model_is_told_the_settings_budgets_numbers_diffs_and_its_notes():
+    context = replace(
+        night_so_far(12),
+        settings=("time budget: 42s per training run", "edit calls per proposal: at most 7"),
+        remaining="12 experiments so far; 3 of 15 left",
+        numbers={11: {"val_loss": 1.2, "train_loss": 0.8125, "seconds": 3.5}},
+        diffs={11: "--- a/train.py\n+++ b/train.py\n-HIDDEN = 32\n+HIDDEN = 64", 12: "+X = 1"},
+        notes="Wider layers crash on memory; try depth next.",
+    )
+    prompt = build_prompt(context, max_bytes=120_000)
+    assert "- time budget: 42s per training run" in prompt.task  # stable all night: cached
+    assert "- edit calls per proposal: at most 7" in prompt.task
+    text = prompt.experiment
+    assert "Budget left: 12 experiments so far; 3 of 15 left" in text
+    assert "train_loss = 0.8125, seconds = 3.5" in text
+    row = next(line for line in text.splitlines() if line.startswith("#11 "))
+    assert "+1 -1" in row  # the diff stat beside the model's own description
+    assert "Experiment 11 (discard)" in text and "+HIDDEN = 64" in text
+    # most recent first
+    assert text.index("Experiment 12 (crash)") < text.index("Experiment 11 (discard)")
+    assert "Wider layers crash on memory; try depth next." in text
+    # What changes per proposal comes after what does not: the notes are in the last part.
+    assert "Wider layers" not in prompt.task + prompt.system

@@ -104,7 +104,7 @@ class LLMAgent:
                 why = "the model's reply was empty"
                 return talk.proposal("(empty reply)", ended=why, not_run=why)
             if not turn.message.tool_uses:
-                return talk.proposal(_description(turn))
+                return replace(talk.proposal(_description(turn)), notes=_notes(turn))
             if turn.stop == "max_tokens":  # a cut turn's calls may be cut too: none is applied
                 results = [_not_applied(use) for use in turn.message.tool_uses]
             else:
@@ -254,6 +254,13 @@ def _not_applied(use: ToolUse) -> ToolResult:
         "Send a smaller edit (a str_replace of a few lines rather than a whole write).",
         True,
     )
+
+
+def _notes(turn: ModelTurn) -> str | None:
+    """What the final reply says after its first line: the model's new notes (None: none)."""
+    text = turn.message.text.strip()
+    _, _, rest = text.partition("\n")
+    return rest.strip() or None
 
 
 def _description(turn: ModelTurn) -> str:

@@ -19,6 +19,7 @@ from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 PROMPTS = files("harness") / "prompts"
 FAILED = (Verdict.CRASH, Verdict.TIMEOUT, Verdict.INVALID)
 _DESCRIPTION_CAP = 160
+NUMBERS_SHOWN = 8  # other numbers of one experiment, besides the metric
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class _Shape:
     failures: int = 3
     tail_bytes: int = 3000
     diff_bytes: int = 12_000
+    tried: int = 5  # diffs of the latest discarded and failed experiments
+    tried_bytes: int = 1500  # each
+    notes_bytes: int = 4000
 
     def smaller(self) -> _Shape | None:
         if self.recent <= 1 and self.failures == 0 and self.diff_bytes <= 500:
@@ -55,6 +59,9 @@ class _Shape:
             failures=self.failures - 1 if self.tail_bytes <= 500 else self.failures,
             tail_bytes=max(self.tail_bytes // 2, 500),
             diff_bytes=max(self.diff_bytes // 2, 500),
+            tried=self.tried // 2,
+            tried_bytes=max(self.tried_bytes // 2, 300),
+            notes_bytes=max(self.notes_bytes // 2, 500),
         )
 
 
@@ -65,7 +72,9 @@ def build_prompt(context: ProposalContext, max_bytes: int) -> Prompt:
         metric=context.metric, better=better, better_than=better_than
     )
     task = _template("task.md").substitute(
-        program=context.program.strip(), prepare=context.prepare_source.rstrip()
+        program=context.program.strip(),
+        prepare=context.prepare_source.rstrip(),
+        settings="\n".join(f"- {line}" for line in context.settings) or "- (none given)",
     )
     shape: _Shape | None = _Shape()
     prompt = Prompt(system, task, "")
@@ -81,10 +90,21 @@ def _experiment(context: ProposalContext, shape: _Shape) -> str:
     return _template("experiment.md").substitute(
         experiment=context.experiment,
         history=history(context, shape),
+        remaining=context.remaining or "no limit but the night's end",
         changes=_capped(context.best_diff.strip(), shape.diff_bytes, "diff")
         or "Nothing yet: the best is still the baseline.",
-        train=context.train_source.rstrip(),
+        notes=_capped(context.notes.strip(), shape.notes_bytes, "notes")
+        or "None yet: write them after the first line of your final reply.",
+        train=numbered(context.train_source),
     )
+
+
+def numbered(source: str) -> str:
+    """train.py as the edit tool's `view` shows it: every line with its number."""
+    lines = source.splitlines()
+    if not lines:
+        return "(train.py is empty)"
+    return "\n".join(f"{number:6}\t{line}" for number, line in enumerate(lines, start=1))
 
 
 def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
@@ -112,7 +132,7 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
         lines += ["", "Kept changes, oldest first (the path from the baseline to the best):"]
         if len(keeps) > shape.keeps:
             lines.append(f"... {len(keeps) - shape.keeps} earlier keeps")
-        lines += [_row(r) for r in keeps[-shape.keeps :]]
+        lines += [_row(r, context) for r in keeps[-shape.keeps :]]
     recent = rows[-shape.recent :]
     older = rows[: -shape.recent] if len(rows) > shape.recent else []
     if older:
@@ -123,21 +143,49 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
             + ", ".join(f"{status} {n}" for status, n in sorted(older_counts.items()))
             + ".",
         ]
-    lines += ["", "Latest experiments, oldest first:"] + [_row(r) for r in recent]
-    lines += _failures(context, rows, shape)
+    lines += ["", "Latest experiments, oldest first (status, metric, seconds, lines changed):"]
+    lines += [_row(r, context) for r in recent]
+    lines += _tried(context, rows, shape)
+    lines += _tails(context, rows, shape)
     return "\n".join(lines)
 
 
-def _failures(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape) -> list[str]:
-    failed = [r for r in rows if r.status in FAILED and r.experiment in context.output_tails]
-    if not failed or shape.failures <= 0:
+def _tried(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape) -> list[str]:
+    """What the latest experiments that were not kept really changed (descriptions can be wrong)."""
+    tried = [r for r in rows if r.status is not Verdict.KEEP and context.diffs.get(r.experiment)]
+    if not tried or shape.tried <= 0:
         return []
-    lines = ["", "The end of the output of the latest failures:"]
-    for row in failed[-shape.failures :]:
-        tail = context.output_tails[row.experiment]
+    lines = ["", "What the latest experiments that were not kept changed, most recent first:"]
+    for row in reversed(tried[-shape.tried :]):
+        diff = context.diffs[row.experiment].strip()
         lines += [
             "",
             f"Experiment {row.experiment} ({row.status.value}): {_describe(row)}",
+            "```diff",
+            _capped(diff, shape.tried_bytes, "diff"),
+            "```",
+        ]
+    return lines
+
+
+def _tails(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape) -> list[str]:
+    """The end of the output of the best run, the latest runs and the latest failures."""
+    best = context.best.experiment if context.best else None
+    failed = [r for r in rows if r.status in FAILED and r.experiment in context.output_tails]
+    chosen = {r.experiment for r in failed[-shape.failures :]} if shape.failures > 0 else set()
+    chosen |= {
+        n for n in context.output_tails if n == best or n not in {r.experiment for r in failed}
+    }
+    shown = [r for r in context.history if r.experiment in chosen]
+    if not shown:
+        return []
+    lines = ["", "The end of the output of the best run, the latest runs and the latest failures:"]
+    for row in shown:
+        tail = context.output_tails[row.experiment]
+        label = "the best" if row.experiment == best else row.status.value
+        lines += [
+            "",
+            f"Experiment {row.experiment} ({label}): {_describe(row)}",
             "```",
             _capped(tail.rstrip(), shape.tail_bytes, "output", keep_end=True),
             "```",
@@ -145,8 +193,27 @@ def _failures(context: ProposalContext, rows: list[ExperimentRecord], shape: _Sh
     return lines
 
 
-def _row(row: ExperimentRecord) -> str:
-    return f"#{row.experiment:<5} {row.status.value:<8} {_metric(row):>12}  {_describe(row)}"
+def _row(row: ExperimentRecord, context: ProposalContext) -> str:
+    seconds = f"{row.seconds:.1f}s" if row.seconds else "-"
+    line = (
+        f"#{row.experiment:<5} {row.status.value:<8} {_metric(row):>12} {seconds:>8} "
+        f"{_stat(context.diffs.get(row.experiment, '')):>9}  {_describe(row)}"
+    )
+    numbers = context.numbers.get(row.experiment) or {}
+    others = [(k, v) for k, v in numbers.items() if k != context.metric][:NUMBERS_SHOWN]
+    if others:
+        line += "\n" + " " * 7 + ", ".join(f"{k} = {v:.6g}" for k, v in others)
+    return line
+
+
+def _stat(diff: str) -> str:
+    """ "+3 -1": the lines a diff adds and removes ("" without one)."""
+    if not diff:
+        return ""
+    lines = diff.splitlines()
+    added = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
+    removed = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
+    return f"+{added} -{removed}"
 
 
 def _metric(row: ExperimentRecord) -> str:
