@@ -227,8 +227,11 @@ class Worktree:
         self.keep_ref(candidate, experiment)
         self.reset_to(best)
 
-    def keep_ref(self, commit: str, experiment: int) -> None:
-        _git(self.path, "update-ref", f"refs/overnight/{self.tag}/discarded/{experiment}", commit)
+    def keep_ref(self, commit: str, experiment: int, kind: str = "discarded") -> None:
+        """A ref that keeps a commit the branch moved away from: refs/overnight/TAG/KIND/N
+        (KIND "crashed/1": the candidate as it was before its first repair)."""
+        ref = f"refs/overnight/{self.tag}/{kind}/{experiment}"
+        _git(self.path, "update-ref", ref, commit)
 
     def reset_to(self, commit: str) -> None:
         _git(self.path, "reset", "-q", "--hard", commit)

@@ -34,6 +34,8 @@ from harness.seams import (
     ExperimentRecord,
     Proposal,
     ProposalContext,
+    Repairer,
+    RepairRequest,
     RunStatus,
     StopNight,
     Usage,
@@ -43,6 +45,7 @@ from harness.signals import StopSignals
 from harness.task import Task
 
 T = TypeVar("T")
+REPAIR_TAIL_CHARS = 4000  # of a crashed run's output, shown to the agent for a repair
 
 
 class DiskFull(InfrastructureFault):
@@ -279,6 +282,19 @@ class Night:
             verdict = decide(
                 measurement.train.status, measurement.metric, best.metric, self.direction
             )
+            repairs = 0
+            while measurement.train.status is RunStatus.CRASH and repairs < self._repairs_allowed:
+                repaired = self._repair(number, commit, editor.source, description, repairs + 1)
+                if repaired is None:
+                    break
+                repairs += 1
+                editor, commit = repaired
+                measurement = self._pausing(lambda e=editor: self._measure(number, e.source))
+                verdict = decide(
+                    measurement.train.status, measurement.metric, best.metric, self.direction
+                )
+            if repairs:
+                description += f" [repaired {repairs}x]"
             if verdict is Verdict.KEEP and self.settings.confirm_runs:
                 measurement, verdict = self._confirm(number, editor.source, measurement, best)
                 description += f" [{measurement.note}]"
@@ -296,27 +312,75 @@ class Night:
         crashpoint("recorded")
         return None
 
+    @property
+    def _repairs_allowed(self) -> int:
+        return (
+            getattr(self.settings.agent, "repair_attempts", 0)
+            if isinstance(self.agent, Repairer)
+            else 0
+        )
+
+    def _repair(
+        self, number: int, commit: str, source: str, description: str, attempt: int
+    ) -> tuple[TrainEditor, str] | None:
+        """Show the crash to the agent in the conversation that proposed it; if it fixes the
+        candidate, run the fix in its place (same tool, scope and sandbox). None: not repaired."""
+        assert isinstance(self.agent, Repairer)
+        self.view.phase(number, "repairing")
+        started = time.monotonic()
+        edit = self.settings.edit
+        deadline = started + self.settings.agent.proposal_timeout
+        editor = TrainEditor(source, edit.max_calls, edit.max_bytes, deadline)
+        folder = self.run_dir.experiment_dir(number)
+        output = (folder / "output.txt").read_text(encoding="utf-8", errors="replace")
+        tail = _last_lines(output, 60)[-REPAIR_TAIL_CHARS:]  # what the agent may see of a run
+        spent = sum(r.cost_usd for r in self.rows)
+        request = RepairRequest(number, "crash", tail, spent, deadline)
+        proposal = self.agent.repair(request, editor)
+        if proposal is not None:
+            self.usage += proposal.usage
+        late = time.monotonic() > deadline
+        problem = (
+            "the agent could not continue its conversation"
+            if proposal is None
+            else "proposal_timeout reached"
+            if late
+            else proposal.ended or proposal.not_run or _unrunnable(source, editor.source)
+        )
+        self.run_dir.event(
+            "repair",
+            experiment=number,
+            attempt=attempt,
+            seconds=round(time.monotonic() - started, 3),
+            outcome=problem or "repaired",
+            calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
+            usage=asdict(proposal.usage) if proposal else None,
+        )
+        if proposal is not None:
+            self._log_transcript(number, proposal, editor)
+        if problem:
+            return None
+        for name in ("output.txt", "evaluate.txt", "diff.patch"):  # the crashed run's, kept aside
+            if (folder / name).exists():
+                stem, suffix = name.split(".")
+                (folder / name).replace(folder / f"{stem}-crash-{attempt}.{suffix}")
+        self.worktree.keep_ref(commit, number, kind=f"crashed/{attempt}")
+        self.worktree.reset_to(self.best_commit)
+        fixed = self.worktree.commit_candidate(editor.source, f"{description} [repair {attempt}]")
+        crashpoint("repair committed")
+        self.run_dir.write_artifact(
+            number, "diff.patch", self.worktree.diff(self.best_commit, fixed)
+        )
+        return editor, fixed
+
     def _log_proposal(
         self, number: int, proposal: Proposal, editor: TrainEditor, seconds: float
     ) -> str:
         """Write the transcript and the proposal event; returns the one-line description.
         The proposal is untrusted: only printable, bounded copies of its text go anywhere."""
         description = untrusted.first_line(proposal.description) or "(no description)"
-        calls = [
-            {
-                "input": untrusted.logged(o.call.input),
-                "output": untrusted.logged(o.output),
-                "is_error": o.is_error,
-            }
-            for o in editor.outcomes
-        ]
-        transcript = {
-            "description": untrusted.logged(proposal.description),
-            "ended": proposal.ended or "the agent replied",
-            "calls": calls,
-            "messages": untrusted.logged(proposal.transcript),
-        }
-        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
+        calls = _logged_calls(editor)
+        self._log_transcript(number, proposal, editor)
         self.run_dir.event(
             "proposal",
             experiment=number,
@@ -327,6 +391,17 @@ class Night:
             usage=asdict(proposal.usage),
         )
         return description
+
+    def _log_transcript(self, number: int, proposal: Proposal, editor: TrainEditor) -> None:
+        """transcript.json: the agent's conversation and the calls of its latest editor (a
+        repair's conversation holds the proposal's, so the latest write is the whole story)."""
+        transcript = {
+            "description": untrusted.logged(proposal.description),
+            "ended": proposal.ended or "the agent replied",
+            "calls": _logged_calls(editor),
+            "messages": untrusted.logged(proposal.transcript),
+        }
+        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
 
     def _context(self, number: int, source: str) -> ProposalContext:
         return ProposalContext(
@@ -480,6 +555,17 @@ def _unrunnable(base: str, source: str) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
         return f"does not compile: {type(err).__name__}: {err}"
     return ""
+
+
+def _logged_calls(editor: TrainEditor) -> list[dict[str, Any]]:
+    return [
+        {
+            "input": untrusted.logged(o.call.input),
+            "output": untrusted.logged(o.output),
+            "is_error": o.is_error,
+        }
+        for o in editor.outcomes
+    ]
 
 
 def _last_lines(text: str, count: int) -> str:

@@ -82,6 +82,13 @@ class ModelAgentConfig(_Strict):
         gt=0,
         description="Longest backoff (a longer retry-after from the server still counts).",
     )
+    repair_attempts: int = Field(
+        1,
+        ge=0,
+        description="When a candidate crashes, how many times the model may fix it in the same "
+        "conversation before the experiment is recorded (0: never). Timeouts and OOMs are not "
+        "repaired.",
+    )
     max_tool_errors: int = Field(
         5, ge=1, description="A proposal ends after this many failed tool calls in a row."
     )

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class RunStatus(StrEnum):
@@ -194,6 +194,15 @@ class Usage:
             cost_usd=self.cost_usd + other.cost_usd,
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        return self + Usage(
+            -other.calls,
+            -other.input_tokens,
+            -other.cached_input_tokens,
+            -other.output_tokens,
+            -other.cost_usd,
+        )
+
 
 @dataclass
 class Proposal:
@@ -209,6 +218,17 @@ class Proposal:
     not_run: str = ""
     # The agent's notes to itself, replacing the earlier ones; None: keep them as they are.
     notes: str | None = None
+
+
+@dataclass(frozen=True)
+class RepairRequest:
+    """A candidate crashed: what the agent is shown to fix it in the same conversation."""
+
+    experiment: int
+    status: str  # "crash" (timeouts and OOMs are results, never repaired)
+    output_tail: str
+    spent: float  # this tag's spend so far, for --max-cost
+    deadline: float | None = None  # time.monotonic() by which the repair must end
 
 
 class StopNight(Exception):
@@ -240,3 +260,12 @@ class Agent(Protocol):
     """
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None: ...
+
+
+@runtime_checkable
+class Repairer(Protocol):
+    """An agent that can fix its own crashed candidate in the conversation that proposed it.
+
+    The editor holds the crashed `train.py`; None means it cannot (its conversation ended)."""
+
+    def repair(self, request: RepairRequest, editor: Editor) -> Proposal | None: ...

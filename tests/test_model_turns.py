@@ -171,3 +171,79 @@ def test_the_model_is_told_the_resolved_settings_the_history_and_its_notes_acros
         assert "LR 0.02 looked promising; try 0.03 next." in request
     assert "Budget left: 3 experiments so far; 1 of 4 left" in fourth
     assert (task / ".overnight/c/notes.md").read_text().startswith("LR 0.02 looked promising")
+
+
+# Every scripted call: 1000 input tokens at $1/M and 50 output tokens at $10/M.
+PRICES = "[agent.prices]\ninput = 1.0\ncached_input = 0.2\noutput = 10.0\n"
+CALL = 0.0015
+TYPO = ("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02\nundefined_name")
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "responses", "litellm"])
+def test_a_typo_crash_is_repaired_within_its_experiment_and_a_timeout_is_not(
+    kind, tmp_path, capsys, monkeypatch, no_leftover_containers
+):
+    script = [
+        # 1: a typo crashes; shown the traceback in the same conversation, the model fixes it.
+        replace(*TYPO),
+        text("Raise the learning rate"),
+        replace("\nundefined_name", ""),
+        text("Raise the learning rate (typo fixed)"),
+        # 2: a run that never ends is a result, not a typo: no repair is asked for.
+        replace("started = time.time()", "started = time.time()\nwhile True:\n    pass"),
+        text("Spin"),
+        # 3: a crash the model chooses not to fix stays a crash.
+        replace("started = time.time()", "started = time.time()\nraise SystemExit(3)"),
+        text("Exit early"),
+        text("That idea cannot work"),
+    ]
+    with FakeLLM(script) as llm:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
+        task = model_task(tmp_path, agent_toml(kind, llm.url, PRICES))
+        config = task / "overnight.toml"
+        config.write_text("time_budget = 3\ntimeout = 8\n" + config.read_text())
+        code, out = run_cli("run", str(task), "--tag", "r", "--max-experiments", "3", capsys=capsys)
+        requests = [json.dumps(r.body) for r in llm.model_requests()]
+    assert code == 0, out
+    rows = results(task, "r")
+    assert [r.experiment for r in rows] == [0, 1, 2, 3]  # one row per experiment
+    first, second, third = rows[1], rows[2], rows[3]
+    assert first.status in (Verdict.KEEP, Verdict.DISCARD)
+    assert first.description == "Raise the learning rate [repaired 1x]"
+    assert "undefined_name" not in train_at(task, first.commit)
+    assert "LEARNING_RATE = 0.02" in train_at(task, first.commit)
+    # The repair request continued the conversation and showed the traceback.
+    assert "Your change crashed" in requests[2] and "NameError" in requests[2]
+    assert "Raise the learning rate" in requests[2]  # the model's own earlier reply is there
+    folder = task / ".overnight/r/experiments/0001"
+    assert "NameError" in (folder / "output-crash-1.txt").read_text()
+    assert "NameError" not in (folder / "output.txt").read_text()
+    crashed = git(task, "rev-parse", "refs/overnight/r/crashed/1/1")
+    assert "undefined_name" in train_at(task, crashed)
+    # The repair's calls count: its cost and tokens are the experiment's.
+    repairs = [e for e in events(task, "r") if e["event"] == "repair"]
+    assert [(e["experiment"], e["outcome"]) for e in repairs] == [
+        (1, "repaired"),
+        (3, "train.py unchanged"),
+    ]
+    assert repairs[0]["usage"]["calls"] == 2
+    assert first.cost_usd == pytest.approx(4 * CALL)  # the proposal's two calls and the repair's
+    assert second.status is Verdict.TIMEOUT and "[repaired" not in second.description
+    assert "Your change crashed (experiment 2" not in " ".join(requests)
+    assert third.status is Verdict.CRASH and "[repaired" not in third.description
+    assert "Your change crashed (experiment 3" in requests[-1]
+    assert len(requests) == 9
+
+
+def test_repair_attempts_0_charges_the_crash_as_today(tmp_path, capsys, monkeypatch):
+    script = [replace(*TYPO), text("Raise the learning rate"), text("Nothing more")]
+    with FakeLLM(script) as llm:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
+        task = model_task(tmp_path, agent_toml("anthropic", llm.url, "repair_attempts = 0\n"))
+        code, out = run_cli("run", str(task), "--tag", "z", "--max-experiments", "2", capsys=capsys)
+        requests = [json.dumps(r.body) for r in llm.model_requests()]
+    assert code == 0, out
+    rows = results(task, "z")
+    assert rows[1].status is Verdict.CRASH and rows[1].description == "Raise the learning rate"
+    assert "Your change crashed" not in " ".join(requests)
+    assert not any(e["event"] == "repair" for e in events(task, "z"))

@@ -35,7 +35,15 @@ from harness.providers.base import (
     ToolUse,
 )
 from harness.providers.pricing import Prices
-from harness.seams import Editor, Proposal, ProposalContext, StopNight, ToolCall, Usage
+from harness.seams import (
+    Editor,
+    Proposal,
+    ProposalContext,
+    RepairRequest,
+    StopNight,
+    ToolCall,
+    Usage,
+)
 
 EDIT = ToolSpec(
     str(EDIT_TOOL["name"]),
@@ -56,6 +64,7 @@ class LLMAgent:
         self.config = config
         self.prices = prices
         self.log = log
+        self._last: _Conversation | None = None  # the latest proposal's, for a repair
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal:
         spent = sum(r.cost_usd for r in context.history)  # this tag's, from the ledger
@@ -76,9 +85,26 @@ class LLMAgent:
             not_run=f"{second.not_run} (twice)" if second.not_run else "",
         )
 
+    def repair(self, request: RepairRequest, editor: Editor) -> Proposal | None:
+        """Continue the proposal's conversation with the crash's output, so the model can fix
+        its own mistake; None when that conversation cannot go on (it ended at a limit)."""
+        talk = self._last
+        if talk is None or talk.ended:
+            return None
+        talk.deadline = request.deadline
+        before = talk.usage
+        talk.add(Message("user", (Text(_repair_text(request)),)))
+        fixed = self._converse(talk, editor, request.spent, request.experiment)
+        return replace(fixed, usage=talk.usage - before)
+
     def _attempt(self, context: ProposalContext, editor: Editor, spent: float) -> Proposal:
         """One conversation, until the model replies without a tool call or a limit ends it."""
-        talk = _Conversation(self._prompt(context), context.deadline)
+        talk = self._last = _Conversation(self._prompt(context), context.deadline)
+        return self._converse(talk, editor, spent, context.experiment)
+
+    def _converse(
+        self, talk: _Conversation, editor: Editor, spent: float, experiment: int
+    ) -> Proposal:
         start = editor.source
         errors_in_row = 0
         while True:
@@ -87,7 +113,7 @@ class LLMAgent:
             if over and talk.usage.calls == 0:
                 raise StopNight(over)
             if over:
-                self.log(f"experiment {context.experiment}: {over}")
+                self.log(f"experiment {experiment}: {over}")
                 return talk.proposal(f"(unfinished: {over})", ended=over)
             sent = self._complete(request, talk.usage)
             if sent is None:
@@ -184,6 +210,7 @@ class _Conversation:
             _logged(first),
         ]
         self.usage = Usage()
+        self.ended = ""  # why it ended, if not by the model's reply: then it cannot go on
 
     def request(self, max_output_tokens: int) -> ModelRequest:
         return ModelRequest(
@@ -197,7 +224,8 @@ class _Conversation:
             self.usage += _usage(turn)
 
     def proposal(self, description: str, ended: str = "", not_run: str = "") -> Proposal:
-        return Proposal(description, self.transcript, self.usage, ended, not_run)
+        self.ended = ended
+        return Proposal(description, list(self.transcript), self.usage, ended, not_run)
 
 
 # How much of one turn's reasoning transcript.json keeps (the API gets all of it back).
@@ -245,6 +273,16 @@ def _safe(turn: ModelTurn) -> ModelTurn:
     thinking = untrusted.valid(turn.message.thinking)
     message = Message("assistant", tuple(blocks), echo=echo, thinking=thinking)
     return replace(turn, message=message)
+
+
+def _repair_text(request: RepairRequest) -> str:
+    return (
+        f"Your change crashed (experiment {request.experiment}, {request.status}). The end of its "
+        f"output:\n```\n{request.output_tail}\n```\nIf this is a mistake you can fix (a typo, a "
+        "missing import, a shape mismatch), fix it with the `edit` tool: train.py is as you left "
+        "it. Then reply with the one-line description again. If the idea itself cannot work, "
+        "reply without an edit and it stays a crash."
+    )
 
 
 def _not_applied(use: ToolUse) -> ToolResult:
