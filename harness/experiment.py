@@ -54,6 +54,7 @@ from harness.setup_cache import (
     task_files,
 )
 from harness.task import PREPARE, TRAIN, Task
+from sandbox import tree
 from sandbox.users import own_for_runs, run_ids, worker_ids
 
 TASK_DIR = "/overnight/task"
@@ -277,8 +278,7 @@ class Experimenter:
     def measure(self, source: str, scratch: Path) -> Measurement:
         """Train `source` and score it; the scratch folder and output area are removed afterwards."""
         self.check_evaluator()
-        if scratch.exists():
-            shutil.rmtree(scratch)
+        tree.remove(scratch)
         code, result = scratch / "code", scratch / "result"
         code.mkdir(parents=True)
         (code / TRAIN).write_text(source, encoding="utf-8")
@@ -289,7 +289,7 @@ class Experimenter:
             with self.sandbox.scratch(size) as output:
                 return self._train_and_score(code, output, result)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            tree.remove(scratch)
 
     def _train_and_score(self, code: Path, output: Scratch, result: Path) -> Measurement:
         train = self._train(code, output)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.errors import OvernightError
 from harness.seams import Mount, RunResult, RunSpec, RunStatus, Scratch, ScratchMount, Tmpfs
+from sandbox import tree
 from sandbox.hardening import Limits
 from sandbox.process_tree import OrphansComeToUs, kill_group, processes_of
 from sandbox.users import NOBODY, run_ids
@@ -117,7 +118,7 @@ class LocalSandbox:
                 _copy_read_only(mount.host, target)
             else:  # copied in, and back after the run: the host folder may be out of its reach
                 shutil.copytree(mount.host, target, symlinks=True)
-                for folder, dirs, files in os.walk(target):
+                for folder, dirs, files in tree.walk(target):
                     for name in [".", *dirs, *files]:
                         _give_to_runs(Path(folder, name), mode=None)
 
@@ -265,7 +266,7 @@ def _give_to_runs(path: Path, mode: int | None = 0o755) -> None:
 
 def _copy_back(source: Path, target: Path) -> None:
     """Plain files and folders only: a link or a device the run made is not followed or copied."""
-    for folder, _, files in os.walk(source):
+    for folder, _, files in tree.walk(source):
         destination = target / os.path.relpath(folder, source)
         destination.mkdir(exist_ok=True)
         for name in files:
@@ -282,7 +283,7 @@ def _copy_read_only(source: Path, target: Path) -> None:
     else:
         shutil.copy2(source, target)
     if os.getuid() == 0:
-        for folder, dirs, files in os.walk(source):
+        for folder, dirs, files in tree.walk(source):
             for name in [".", *dirs, *files]:
                 info = os.lstat(os.path.join(folder, name))
                 copy = os.path.join(target, os.path.relpath(os.path.join(folder, name), source))
@@ -291,7 +292,9 @@ def _copy_read_only(source: Path, target: Path) -> None:
 
 
 def _make_read_only(path: Path) -> None:
-    for folder, dirs, files in os.walk(path, topdown=False):
+    """Drop every write bit under `path`, at most tree.MAX_DEPTH deep (the evaluator's output
+    check refuses deeper folders anyway)."""
+    for folder, dirs, files in tree.walk(path):
         for name in [*files, *dirs]:
             _drop_write_bits(os.path.join(folder, name))
     _drop_write_bits(str(path))
@@ -305,14 +308,8 @@ def _drop_write_bits(path: str) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    """Remove a tree that runs may have made read-only."""
-    for folder, dirs, _ in os.walk(path):
-        for name in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(folder, name), 0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a tree that runs may have made read-only, at any depth."""
+    tree.remove(path)
 
 
 def local_report(limits: Limits, output_dir_bytes: int) -> list[str]:
