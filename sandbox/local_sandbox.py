@@ -184,6 +184,8 @@ class _Process:
         env = {name: self.map(value) for name, value in self.spec.env.items()}
         env.setdefault("HOME", str(self.root / "tmp"))
         env["TMPDIR"] = str(self.root / "tmp")
+        # No pid namespace here: call_train may not kill "every process of the worker's uid".
+        env["OVERNIGHT_HOST_PIDS"] = "1"
         python = Path(python_for(run_ids()[0])).parent
         env["PATH"] = os.pathsep.join([str(python), "/usr/local/bin", "/usr/bin", "/bin"])
         return env

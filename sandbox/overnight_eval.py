@@ -190,6 +190,8 @@ def run_worker(
     runs as the caller in a session of its own, which is killed.
     """
     train_file, prepare_dir = paths
+    if user is not None and _host_pids():
+        _become_subreaper()
     request_fd, reply_fd = _anonymous_file(), _anonymous_file()
     try:
         os.write(request_fd, request)
@@ -225,6 +227,50 @@ def run_worker(
         os.close(reply_fd)
 
 
+def _host_pids() -> bool:
+    """Whether this runs in the host's pid space (--sandbox local says so in the environment)."""
+    return os.environ.get("OVERNIGHT_HOST_PIDS") == "1"
+
+
+def _become_subreaper() -> None:
+    """Orphans of our children come to us rather than to init (Linux), so a worker's processes
+    that left its session are still found."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _kill_orphans_of(uid: int) -> None:
+    """Kill and reap our children of `uid` (the worker's orphans), round after round, until
+    none is left: each round's victims hand their own children to us."""
+    for _ in range(200):
+        strays = [pid for pid, owner in _our_children() if owner == uid]
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _our_children() -> list[tuple[int, int]]:
+    """(pid, uid) of every live child of this process, from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0")) == me:
+            found.append((int(entry.name), int(fields["Uid"].split()[0])))
+    return found
+
+
 def _anonymous_file() -> int:
     """A file with no name (memfd on Linux), so no other process can open it."""
     if hasattr(os, "memfd_create"):
@@ -236,7 +282,15 @@ def _anonymous_file() -> int:
 
 
 def _kill_worker(worker: subprocess.Popen, user: tuple[int, int] | None) -> None:
-    """Kill the worker and everything it started (all of its uid's processes, with `user`)."""
+    """Kill the worker and everything it started: in a container, every process of its uid
+    (the container's pid namespace holds nothing else of that uid); in the host's pid space
+    (--sandbox local), only the worker's own processes, found as our orphans."""
+    if user is not None and _host_pids():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        _kill_orphans_of(user[0])
+        return
     if user is not None:
         killer = os.fork()
         if killer == 0:  # pragma: no cover - the child only kills and exits
