@@ -4,7 +4,7 @@ The real `anthropic`, `openai` and `litellm` clients talk to it over HTTP: nothi
 Each request gets the next scripted step, whatever the endpoint, rendered in that endpoint's
 format: Anthropic `/v1/messages`, OpenAI `/v1/chat/completions` and `/v1/responses`. A step is a
 tool call, a final text, an HTTP error (with headers such as `retry-after`), a dropped connection
-or a slow answer. `raw_arguments` sends a tool call's arguments as written, even JSON no
+or a slow answer; a `responder` can answer from the request instead, like a model that reacts. `raw_arguments` sends a tool call's arguments as written, even JSON no
 encoder would produce (nested 100,000 deep, say), in every format. Every request is recorded (path, headers, JSON body, time), and so is the
 usage of every answer served, so a test can add up what the calls cost.
 
@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -126,8 +126,13 @@ class Request:
 class FakeLLM:
     """The scripted model and its server; a context manager that starts and stops it."""
 
-    def __init__(self, steps: list[Step] | None = None) -> None:
+    def __init__(
+        self,
+        steps: list[Step] | None = None,
+        responder: Callable[[Request], Step | None] | None = None,
+    ) -> None:
         self.steps: list[Step] = list(steps or [])
+        self.responder = responder  # answers once the scripted steps are used up
         self.requests: list[Request] = []
         self.served: list[Step] = []  # steps answered with a model turn (their usage is billed)
         self._lock = threading.Lock()
@@ -160,6 +165,8 @@ class FakeLLM:
         with self._lock:
             self.requests.append(request)
             step = self.steps.pop(0) if self.steps else None
+            if step is None and self.responder is not None:
+                step = self.responder(request)
             request.step = step.then if step and step.kind == "slow" else step
             return step
 
