@@ -247,3 +247,44 @@ def test_repair_attempts_0_charges_the_crash_as_today(tmp_path, capsys, monkeypa
     assert rows[1].status is Verdict.CRASH and rows[1].description == "Raise the learning rate"
     assert "Your change crashed" not in " ".join(requests)
     assert not any(e["event"] == "repair" for e in events(task, "z"))
+
+
+def test_the_models_notes_survive_a_kill_9_of_the_harness(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = [
+        replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02"),
+        text("Raise the learning rate\nNext: try EPOCHS = 6 with this rate."),
+        replace("started = time.time()", "started = time.time()\ntime.sleep(60)"),
+        text("Wait a minute"),
+        text("Nothing more"),  # experiment 2 again, after the resume
+    ]
+    with FakeLLM(script) as llm:
+        task = model_task(tmp_path, agent_toml("anthropic", llm.url))
+        harness = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "k"],
+            env={**os.environ, "ANTHROPIC_BASE_URL": llm.url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while len(llm.model_requests()) < 4 or not (task / ".overnight/k/notes.md").exists():
+                assert time.monotonic() < deadline and harness.poll() is None
+                time.sleep(0.2)
+            time.sleep(2)  # experiment 2 is training
+        finally:
+            os.killpg(harness.pid, signal.SIGKILL)
+            harness.wait()
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", llm.url)
+        code, out = run_cli("run", str(task), "--tag", "k", "--max-experiments", "2", capsys=capsys)
+        requests = [json.dumps(r.body) for r in llm.model_requests()]
+    assert code == 0, out
+    assert len(requests) == 5
+    assert "Next: try EPOCHS = 6 with this rate." in requests[4]  # the resumed proposal's
+    assert [r.experiment for r in results(task, "k")] == [0, 1, 2]
