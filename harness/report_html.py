@@ -101,7 +101,8 @@ def _kept(data: NightData) -> str:
             f'<td class="n">{_e(summary.number(row.metric))}</td>'
             f'<td class="n">{_e(summary.signed(item.delta))}</td>'
             f'<td><a href="{folder}/diff.patch">diff.patch</a> '
-            f'<a href="{folder}/output.txt">output.txt</a></td></tr>'
+            f'<a href="{folder}/output.txt">output.txt</a>{_evaluate_link(data, row.experiment)}'
+            "</td></tr>"
         )
     head = "<tr><th>#</th><th>description</th><th>metric</th><th>delta</th><th>files</th></tr>"
     return (
@@ -137,6 +138,12 @@ def _best_diff(data: NightData) -> str:
     )
 
 
+def _evaluate_link(data: NightData, experiment: int) -> str:
+    """A link to the evaluator's own output (for the human only), where there is one."""
+    name = f"experiments/{experiment:04d}/evaluate.txt"
+    return f' <a href="{name}">evaluate.txt</a>' if (data.folder / name).exists() else ""
+
+
 def _failures(data: NightData) -> str:
     if not data.failures:
         return '<section id="failures"><h2>Failures</h2><p>None.</p></section>'
@@ -152,6 +159,8 @@ def _failures(data: NightData) -> str:
             f"<p>experiments {numbers}{_e(more)}</p>"
             f"<details><summary>experiment {group.example}: {what}</summary>"
             f"<pre>{_e(group.tail)}</pre></details>"
+            f'<p><a href="experiments/{group.example:04d}/output.txt">output.txt</a>'
+            f"{_evaluate_link(data, group.example)}</p>"
         )
     return f'<section id="failures"><h2>Failures</h2>{"".join(parts)}</section>'
 

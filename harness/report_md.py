@@ -83,9 +83,11 @@ def _failures(data: NightData) -> list[str]:
         return [*lines, "None.", ""]
     for group in data.failures:
         example = f"experiments/{group.example:04d}/output.txt"
+        evaluation = example.replace("output.txt", "evaluate.txt")
+        also = f", [evaluate.txt]({evaluation})" if (data.folder / evaluation).exists() else ""
         lines += [
             f"- **{group.status.value}**: {len(group.experiments)} "
-            f"(latest: experiment {group.example}, [output.txt]({example}))",
+            f"(latest: experiment {group.example}, [output.txt]({example}){also})",
             "",
             _code(group.tail),
             "",

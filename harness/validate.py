@@ -16,7 +16,7 @@ from harness.errors import OvernightError
 def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None) -> int:
     from harness.config import resolve_settings
     from harness.task import load_task
-    from harness.task_images import image_lines
+    from harness.task_images import choose, image_lines
 
     problems: list[str] = []
     try:
@@ -52,6 +52,8 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
         out(line)
     for line in _needs(task, settings, problems):
         out(line)
+    if not local and choose(task, settings).kind == "dependencies":
+        image = f"{image} as the base, with the dependencies the task declares (below)"
     out(f"image: {image}")
     for line in image_lines(task, settings, client, problems):
         out(line)
@@ -60,7 +62,13 @@ def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None)
         f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, "
         f"output directory {settings.sandbox.output_dir_size}"
     )
-    out(f"agent: {settings.agent.provider}")
+    out(f"agent: {_agent_line(settings.agent)}")
+    out(f"evaluator output: {_evaluator_output_line(settings)}")
+    if settings.metric_digits is not None:
+        out(
+            f"metric digits: the agent, the ledger and the decision see {settings.metric_digits} "
+            "significant digits (events.jsonl keeps the full value)"
+        )
     if settings.confirm_runs:
         out(f"confirmation: a new best is re-run {settings.confirm_runs} more time(s) first")
     for line in _hardening(settings, client, problems):
@@ -100,6 +108,32 @@ def _metric_lines(task: Any, settings: Any, problems: list[str]) -> tuple[list[s
         "metric: `overnight run` confirms it from the baseline's output; `overnight init` "
         "writes it into overnight.toml",
     ], choice.metric
+
+
+def _agent_line(agent: Any) -> str:
+    parts = [agent.provider]
+    if getattr(agent, "model", None):
+        parts.append(f"model {agent.model}")
+    if getattr(agent, "repair_attempts", None) is not None:
+        parts.append(f"repairs a crash {agent.repair_attempts}x in its conversation")
+    parts.append(f"proposal_timeout {agent.proposal_timeout:g}s")
+    if getattr(agent, "max_cost", None) is not None:
+        parts.append(f"max_cost ${agent.max_cost:g}")
+    return ", ".join(parts)
+
+
+def _evaluator_output_line(settings: Any) -> str:
+    if not settings.protected:
+        return "inline mode: there is no evaluator; the agent sees the training's output"
+    if settings.show_evaluator_output:
+        return (
+            "SHOWN to the agent (show_evaluator_output = true): whatever evaluate() or a "
+            "call_train worker prints, private data included, reaches the agent"
+        )
+    return (
+        "kept from the agent (evaluate.txt, for you); it learns only the status, the metric "
+        "and the kind of a failure"
+    )
 
 
 def _scoring(task: Any, settings: Any, metric: str) -> str:

@@ -343,8 +343,20 @@ def test_validate_says_what_a_run_would_do(tmp_path, capsys, docker_client):
     assert "metric: loss (minimize)" in out
     assert "scoring: protected" in out
     assert "hard timeout: 62s" in out
+    assert "evaluator output: kept from the agent" in out
     assert "ok: ready to run" in out
     assert not (task / ".overnight").exists()
+    # What the agent and the ledger see, when a task author changes it.
+    (task / "overnight.toml").write_text(
+        "show_evaluator_output = true\nmetric_digits = 3\n"
+        '[agent]\nprovider = "anthropic"\nmodel = "claude-x"\nrepair_attempts = 2\n'
+    )
+    git(task, "add", "overnight.toml")
+    git(task, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "settings")
+    code, out = run_cli("validate", str(task), capsys=capsys)
+    assert "evaluator output: SHOWN to the agent" in out
+    assert "metric digits: the agent, the ledger and the decision see 3 significant" in out
+    assert "agent: anthropic, model claude-x, repairs a crash 2x" in out
 
 
 def test_repository_hooks_never_run(tmp_path, capsys, no_leftover_containers):

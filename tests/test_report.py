@@ -111,6 +111,11 @@ def test_the_night_leaves_report_html_md_and_png_in_its_folder(night):
         assert f"({link})" in md and (folder / link).exists()
     assert "**crash**: 1" in md and "ZeroDivisionError" in md
     assert "**skipped**: 1" in md and "train.py unchanged" in md
+    # The evaluator's own output (for the human only) is linked where there is one.
+    html = (folder / "report.html").read_text()
+    assert 'href="experiments/0001/evaluate.txt"' in html
+    assert (folder / "experiments/0001/evaluate.txt").exists()
+    assert 'href="experiments/0002/evaluate.txt"' not in html  # a crash is never evaluated
 
 
 def test_report_html_opens_from_disk_with_no_request_no_error_and_everything_visible(
