@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-PROVIDERS = ["mutate", "replay", "anthropic", "openai", "litellm"]
-
 
 def default_tag() -> str:
     return datetime.date.today().strftime("%b%d").lower()
@@ -116,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _agent_arguments(parser: argparse.ArgumentParser) -> None:
+    from harness.providers.registry import model_provider_list, provider_names
+
     parser.add_argument(
         "--provider",
-        choices=PROVIDERS,
+        choices=provider_names(),
         help="agent (default: mutate, or [agent] in overnight.toml)",
     )
-    parser.add_argument("--model", help="model name for anthropic, openai or litellm")
+    parser.add_argument("--model", help=f"model name for {model_provider_list()}")
 
 
 def say(line: object, file=None) -> None:

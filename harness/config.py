@@ -15,13 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import TaskError
-from harness.model_config import (
-    MODEL_AGENTS,
-    AnthropicAgentConfig,
-    LiteLLMAgentConfig,
-    ModelAgentConfig,
-    OpenAIAgentConfig,
-)
+from harness.model_config import MODEL_AGENTS, ModelAgentConfig, ModelAgentConfigs
+from harness.providers.registry import model_provider_list
 from harness.seams import Direction
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
 from harness.task_facts import BudgetSource
@@ -163,11 +158,7 @@ class ReplayAgentConfig(Strict):
 
 
 AgentConfig = Annotated[
-    MutateAgentConfig
-    | ReplayAgentConfig
-    | AnthropicAgentConfig
-    | OpenAIAgentConfig
-    | LiteLLMAgentConfig,
+    MutateAgentConfig | ReplayAgentConfig | ModelAgentConfigs,
     Field(discriminator="provider"),
 ]
 
@@ -437,8 +428,8 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
         return _model_agent(provider or configured.provider, configured, overrides, problems)
     if "model" in overrides or "max_cost" in overrides:
         problems.append(
-            "--model and --max-cost are for a model provider: add --provider anthropic, openai "
-            "or litellm (or set provider in [agent] of overnight.toml)"
+            "--model and --max-cost are for a model provider: add --provider "
+            f"{model_provider_list()} (or set provider in [agent] of overnight.toml)"
         )
         return configured
     # An offline agent switched by a flag keeps the proposal_timeout overnight.toml gave.
@@ -465,10 +456,9 @@ def _model_agent(
     kind = MODEL_AGENTS[provider]
     fields = configured.model_dump(exclude={"provider"}) if isinstance(configured, kind) else {}
     fields.update({k: overrides[k] for k in ("model", "max_cost") if k in overrides})
-    if kind is LiteLLMAgentConfig and "model" not in fields:
-        problems.append(
-            "--provider litellm needs --model (e.g. ollama/qwen2.5-coder) or model in [agent]"
-        )
+    if kind.model_fields["model"].is_required() and "model" not in fields:
+        example = " (e.g. ollama/qwen2.5-coder)" if provider == "litellm" else ""
+        problems.append(f"--provider {provider} needs --model{example} or model in [agent]")
         return configured
     try:
         return kind.model_validate({"provider": provider, **fields})

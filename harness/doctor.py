@@ -77,7 +77,7 @@ def _check_agent(config: Any, check) -> None:
     if not isinstance(config, ModelAgentConfig):
         check(f"agent {config.provider}: offline, needs no key")
         return
-    from harness.providers import check_ready, make_adapter, prices
+    from harness.providers.models import check_ready, make_adapter, prices
 
     name = f"{config.provider} {config.model}"
     try:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.providers.registry import model_providers
+
 CacheTTL = Literal["5m", "1h"]
 
 
@@ -151,8 +153,10 @@ class LiteLLMAgentConfig(ModelAgentConfig):
     )
 
 
+# The `[agent]` tables of the model providers, for the config's union (discriminated by provider).
+ModelAgentConfigs = AnthropicAgentConfig | OpenAIAgentConfig | LiteLLMAgentConfig
+
+# Each registered provider's config class, by provider name (the registry names the class).
 MODEL_AGENTS: dict[str, type[ModelAgentConfig]] = {
-    "anthropic": AnthropicAgentConfig,
-    "openai": OpenAIAgentConfig,
-    "litellm": LiteLLMAgentConfig,
+    name: globals()[info.config] for name, info in model_providers().items()
 }

@@ -10,11 +10,12 @@ import pytest
 from fake_llm_server import FakeLLM, Usage, drop, error, guard_network, slow, text, tool
 
 from harness.agents import make_agent
+from harness.agents.prompt import numbered
 from harness.config import AgentConfig
 from harness.edit_tool import TrainEditor
 from harness.errors import OvernightError
-from harness.providers import make_adapter, make_model
 from harness.providers.base import Message, ModelRequest, ProviderError, Text
+from harness.providers.models import make_adapter, make_model
 from harness.providers.pricing import Prices, prices_for
 from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 
@@ -227,7 +228,7 @@ def test_anthropic_marks_the_stable_prefix_with_the_configured_cache_lifetime():
     stable, rest = first["messages"][0]["content"]
     assert stable["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert "Make the loss small." in stable["text"] and 'METRIC = "loss"' in stable["text"]
-    assert "# Experiment 1" in rest["text"] and TRAIN.strip() in rest["text"]
+    assert "# Experiment 1" in rest["text"] and numbered(TRAIN) in rest["text"]
     # Within a proposal the newest message is marked too, so the next call reads the rest.
     assert second["messages"][0]["content"][0] == stable
     assert second["messages"][-1]["content"][-1]["cache_control"]["ttl"] == "5m"
@@ -312,3 +313,21 @@ def test_transcripts_are_json(tmp_path):
         )
     roles = [m["role"] for m in json.loads(json.dumps(proposal.transcript))]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
+
+
+def test_every_registered_provider_is_a_cli_choice_a_config_table_and_an_adapter(capsys):
+    from harness.cli import main
+    from harness.model_config import MODEL_AGENTS
+    from harness.providers.registry import OFFLINE_AGENTS, model_providers
+
+    registered = model_providers()
+    assert list(MODEL_AGENTS) == list(registered)
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    shown = capsys.readouterr().out
+    assert "{" + ",".join([*OFFLINE_AGENTS, *registered]) + "}" in shown
+    for name, info in registered.items():
+        config = MODEL_AGENTS[name].model_validate({"provider": name, "model": "m-1"})
+        assert type(config).__name__ == info.config
+        adapter = make_adapter(config)
+        assert adapter.name == "m-1" and type(adapter).__module__ == f"harness.providers.{name}"

@@ -29,7 +29,7 @@ def make_agent(config: AgentConfig, log: Callable[[str], None] | None = None) ->
         return ReplayAgent(config.script)
     if isinstance(config, ModelAgentConfig):
         from harness.agents.llm import LLMAgent
-        from harness.providers import make_model
+        from harness.providers.models import make_model
 
         say = log or _to_stderr
         model = make_model(config, say)

@@ -21,6 +21,7 @@ from harness.providers.base import (
     classify_status,
     error_detail,
 )
+from harness.providers.registry import ProviderInfo
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _STOPS: dict[str, Stop] = {
@@ -167,3 +168,24 @@ def _turn(response: Any) -> ModelTurn:
         ),
         model=response.model,
     )
+
+
+def _adapter(config: Any) -> AnthropicModel:
+    return AnthropicModel(
+        config.model,
+        base_url=config.base_url,
+        timeout=config.timeout,
+        temperature=config.temperature,
+        thinking=config.thinking,
+        effort=config.effort,
+        cache_ttl=config.cache_ttl,
+    )
+
+
+PROVIDER = ProviderInfo(
+    name="anthropic",
+    sdk="anthropic",
+    key_env=(KEY_ENV, "ANTHROPIC_AUTH_TOKEN"),
+    config="AnthropicAgentConfig",
+    adapter=_adapter,
+)

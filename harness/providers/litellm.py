@@ -18,6 +18,7 @@ from harness.providers.base import (
     one_line,
 )
 from harness.providers.openai import chat_messages, chat_tools, chat_turn
+from harness.providers.registry import ProviderInfo
 
 CREDENTIAL_WORDS = ("KEY", "TOKEN", "SECRET", "AWS_")
 
@@ -94,3 +95,24 @@ class LiteLLMModel:
             detail = error_detail(getattr(err, "body", None), getattr(err, "message", str(err)))
             raise classify_status("litellm", status, detail, headers, None) from err
         return chat_turn(response)
+
+
+def _adapter(config: Any) -> LiteLLMModel:
+    return LiteLLMModel(
+        config.model,
+        base_url=config.base_url,
+        timeout=config.timeout,
+        temperature=config.temperature,
+        reasoning_effort=config.reasoning_effort,
+        cache_ttl=config.cache_ttl,
+    )
+
+
+# Its key variables depend on the model: litellm says which (missing_credentials).
+PROVIDER = ProviderInfo(
+    name="litellm",
+    sdk="litellm",
+    key_env=(),
+    config="LiteLLMAgentConfig",
+    adapter=_adapter,
+)

@@ -25,6 +25,7 @@ from harness.providers.base import (
     error_detail,
     tool_use,
 )
+from harness.providers.registry import ProviderInfo
 
 KEY_ENV = "OPENAI_API_KEY"
 _STOPS: dict[str, Stop] = {
@@ -280,3 +281,23 @@ def _response_turn(response: Any) -> ModelTurn:
         ),
         model=response.model or "",
     )
+
+
+def _adapter(config: Any) -> OpenAIModel:
+    return OpenAIModel(
+        config.model,
+        api=config.api,
+        base_url=config.base_url,
+        timeout=config.timeout,
+        temperature=config.temperature,
+        reasoning_effort=config.reasoning_effort,
+    )
+
+
+PROVIDER = ProviderInfo(
+    name="openai",
+    sdk="openai",
+    key_env=(KEY_ENV,),
+    config="OpenAIAgentConfig",
+    adapter=_adapter,
+)
