@@ -12,12 +12,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from harness.errors import TaskError
 from harness.model_config import MODEL_AGENTS, ModelAgentConfig, ModelAgentConfigs
 from harness.providers.registry import model_provider_list
 from harness.seams import Direction
+from harness.strict import Strict
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
 from harness.task_facts import BudgetSource
 
@@ -34,10 +35,6 @@ def parse_size(value: str | int) -> int:
         raise ValueError(f"{value!r} is not a size; write it like 512m or 4g")
     number, unit = float(match.group(1)), match.group(2).lower()
     return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SandboxConfig(Strict):
@@ -306,9 +303,7 @@ def resolve_settings(
         confirm_runs=config.confirm_runs,
         show_evaluator_output=config.show_evaluator_output,
         metric_digits=config.metric_digits,
-        sandbox=config.sandbox.model_copy(
-            update={"backend": overrides.get("sandbox", config.sandbox.backend)}
-        ),
+        sandbox=config.sandbox.changed(backend=overrides.get("sandbox", config.sandbox.backend)),
         agent=agent,
         edit=config.edit,
         night=config.night,

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from harness.providers.registry import model_providers
+from harness.strict import Strict
 
 CacheTTL = Literal["5m", "1h"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PricesConfig(_Strict):
+class PricesConfig(Strict):
     """Dollars per million tokens, for a model litellm's price map does not know."""
 
     input: float = Field(ge=0, description="Dollars per million input tokens.")
@@ -37,7 +34,7 @@ class PricesConfig(_Strict):
     )
 
 
-class ModelAgentConfig(_Strict):
+class ModelAgentConfig(Strict):
     """What every model provider has."""
 
     provider: str = Field(description="anthropic, openai or litellm.")
