@@ -86,12 +86,9 @@ def test_a_model_views_edits_and_describes_a_change_that_is_run_scored_and_decid
     assert [r.experiment for r in rows] == [0, 1, 2]
     first = rows[1]
     assert first.description == LR[2]
-    assert first.status in (Verdict.KEEP, Verdict.DISCARD)
-    if first.status is Verdict.KEEP:
-        assert "LEARNING_RATE = 0.02" in git(task, "show", "overnight/m:train.py")
-    else:
-        assert "LEARNING_RATE = 0.02" in git(task, "show", "refs/overnight/m/discarded/1:train.py")
-        assert "LEARNING_RATE = 0.01" in git(task, "show", "overnight/m:train.py")
+    # The quickstart is deterministic: a learning rate of 0.02 lowers val_loss 1.25744 -> 1.14157.
+    assert first.status is Verdict.KEEP and first.metric == pytest.approx(1.14157, abs=1e-5)
+    assert "LEARNING_RATE = 0.02" in git(task, "show", "overnight/m:train.py")
     # A model that answers without editing gives a skipped proposal, not a run.
     assert rows[2].status is Verdict.SKIPPED and "train.py unchanged" in rows[2].description
     assert 2 not in {e["experiment"] for e in events(task, "m") if e["event"] == "run"}
