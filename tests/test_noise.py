@@ -182,3 +182,40 @@ def test_the_best_is_remeasured_every_n_experiments_and_a_resumed_night_counts_e
     report = status_report(task, "m")
     assert report["experiments"] == 3 and report["counts"]["remeasure"] == 1
     assert "best: 3 (mean of 2 runs) at experiment 1" in format_status(report)
+
+
+def test_killed_at_any_step_of_baseline_runs_and_remeasures_a_resumed_night_counts_each_once(
+    tmp_path,
+):
+    """OVERNIGHT_CRASH_AT=N kills the harness at its N-th step; the resumed night's ledger is the
+    uninterrupted one's: no baseline run or remeasure twice, none skipped."""
+    from test_crash_safety import night_state, overnight
+
+    toml = "noise_runs = 3\nremeasure_best_every = 1\n"
+    script = write_script(
+        tmp_path / "s.jsonl",
+        [
+            {"description": "better", "calls": [replace_value("VALUE = 3.0")]},
+            {"description": "same", "calls": [{"command": "insert", "insert_line": 0, "new_str": "# c"}]},
+        ],
+    )  # fmt: skip
+    args = ("--tag", "k", "--provider", "replay", "--script", str(script), "--max-experiments", "2")
+    reference = value_task(tmp_path / "reference", **{"overnight.toml": toml})
+    done = overnight("run", str(reference), *args)
+    assert done.returncode == 0, done.stderr
+    expected = night_state(reference, "k")
+    assert [(row[0], row[2]) for row in expected["rows"]] == [
+        (0, "keep"), (0, "remeasure"), (0, "remeasure"),
+        (1, "keep"), (1, "remeasure"), (2, "discard"),
+    ]  # fmt: skip
+    boundary = 1
+    while True:
+        task = value_task(tmp_path / f"crash-{boundary}", **{"overnight.toml": toml})
+        crashed = overnight("run", str(task), *args, env={"OVERNIGHT_CRASH_AT": str(boundary)})
+        if crashed.returncode == 0:
+            break
+        resumed = overnight("run", str(task), *args)
+        assert resumed.returncode == 0, (boundary, resumed.stderr)
+        assert night_state(task, "k") == expected, f"crash at step {boundary}"
+        boundary += 1
+    assert boundary > 10
