@@ -80,8 +80,11 @@ def confirm(
     metric for the ledger and a note for the description."""
     runs = len(metrics)
     for index, metric in enumerate(metrics):
-        valid = metric is not None and math.isfinite(metric)
-        if not valid or (not by_mean and not beats(metric, best, direction, margin)):  # type: ignore[arg-type]
+        if (
+            metric is None
+            or not math.isfinite(metric)
+            or (not by_mean and not beats(metric, best, direction, margin))
+        ):
             return (
                 Verdict.DISCARD,
                 metrics[0],

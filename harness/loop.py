@@ -236,11 +236,10 @@ class Night:
         if noise is None:
             self.view.message(f"noise: not measured ({len(values)} valid baseline runs)")
             return
-        threshold = self.settings.threshold()
+        threshold, best = self.settings.threshold(), self.best
         rule = (
-            f"; a keep must beat the best by more than {threshold} = "
-            f"{self.margin(self.best.metric or 0.0):.3g}"  # type: ignore[union-attr]
-            if threshold
+            f"; a keep must beat the best by more than {threshold} = {self.margin(best.metric):.3g}"
+            if threshold and best is not None and best.metric is not None
             else ""
         )
         self.view.message(
