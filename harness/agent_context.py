@@ -13,6 +13,7 @@ import math
 from harness.budget import Budget
 from harness.config import Settings
 from harness.ledger import RunDir
+from harness.noise import proposals
 from harness.seams import ExperimentRecord, Verdict
 
 NOTES = "notes.md"
@@ -43,7 +44,7 @@ def remaining(
     budget: Budget, rows: list[ExperimentRecord], now: float, max_cost: float | None
 ) -> str:
     """What is left of the night's budgets, whichever are set ("" when none is)."""
-    done = sum(1 for r in rows if r.experiment > 0)
+    done = len(proposals(rows))
     parts = [f"{done} experiments so far"]
     if budget.max_experiments is not None:
         parts.append(f"{max(0, budget.max_experiments - done)} of {budget.max_experiments} left")
@@ -81,7 +82,7 @@ def numbers(run_dir: RunDir) -> dict[int, dict[str, float]]:
 def diffs(run_dir: RunDir, rows: list[ExperimentRecord]) -> dict[int, str]:
     """The diff.patch of the latest experiments (against the best of their time)."""
     found = {}
-    for row in [r for r in rows if r.experiment > 0][-DIFFS:]:
+    for row in proposals(rows)[-DIFFS:]:
         text = _read(run_dir, row.experiment, "diff.patch", 20_000)
         if text:
             found[row.experiment] = text
@@ -91,7 +92,7 @@ def diffs(run_dir: RunDir, rows: list[ExperimentRecord]) -> dict[int, str]:
 def output_tails(run_dir: RunDir, rows: list[ExperimentRecord]) -> dict[int, str]:
     """The end of the output of the best run, the latest runs and the latest failures."""
     keeps = [r for r in rows if r.status is Verdict.KEEP]
-    ran = [r for r in rows if r.status is not Verdict.SKIPPED]
+    ran = [r for r in proposals(rows) if r.status is not Verdict.SKIPPED]
     chosen = [r.experiment for r in [r for r in rows if r.status in _FAILED][-FAILED_TAILS:]]
     chosen += [r.experiment for r in ran[-RECENT_TAILS:]]
     if keeps:

@@ -22,7 +22,7 @@ class Budget:
 
     def exhausted(self, rows: list[ExperimentRecord], now: float) -> str | None:
         """Why the next experiment must not start, or None."""
-        proposals = sum(1 for r in rows if r.experiment > 0)
+        proposals = sum(1 for r in rows if r.experiment > 0 and r.status is not Verdict.REMEASURE)
         if self.max_experiments is not None and proposals >= self.max_experiments:
             return f"reached --max-experiments {self.max_experiments}"
         if self.deadline is not None and now + expected_seconds(rows) > self.deadline:
@@ -46,7 +46,7 @@ def expected_seconds(rows: list[ExperimentRecord]) -> float:
 def consecutive_failures(rows: list[ExperimentRecord]) -> int:
     count = 0
     for row in reversed(rows):
-        if row.status is Verdict.SKIPPED:
+        if row.status in (Verdict.SKIPPED, Verdict.REMEASURE):
             continue
         if row.status not in _FAILED:
             break

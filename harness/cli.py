@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metric", help="metric name (overrides overnight.toml and prepare.py)")
     run.add_argument("--direction", choices=["minimize", "maximize"])
+    run.add_argument(
+        "--noise-runs",
+        type=int,
+        metavar="K",
+        help="run the baseline K times to measure the metric's noise (default 1; with K > 1 a "
+        "keep must beat the best by more than 2 sigma unless min_improvement says otherwise)",
+    )
     run.add_argument("--time-budget", type=float, help="seconds the training may use")
     run.add_argument("--timeout", type=float, help="hard limit per training run, in seconds")
     run.add_argument("--image", help="Docker image to run in (must already be on this machine)")
@@ -210,7 +217,10 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "model": args.model,
         "max_cost": args.max_cost,
+        "noise_runs": args.noise_runs,
     }
+    if args.noise_runs is not None and args.noise_runs < 1:
+        raise TaskError("--noise-runs must be 1 or more")
     for name in ("max_experiments", "max_hours", "max_consecutive_crashes", "report_every"):
         value = getattr(args, name)
         if value is not None and value < 0:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from harness.errors import TaskError
 from harness.model_config import MODEL_AGENTS, ModelAgentConfig, ModelAgentConfigs
+from harness.noise import DEFAULT_SIGMAS, Threshold, parse_threshold
 from harness.providers.registry import model_provider_list
 from harness.seams import Direction
 from harness.strict import Strict
@@ -202,6 +203,26 @@ class TaskConfig(Strict):
         description="Re-run a new best this many times before keeping it; it is kept only if "
         "every run beats the previous best, with its worst run as its metric.",
     )
+    noise_runs: int | None = Field(
+        None,
+        ge=1,
+        strict=True,
+        description="Run the baseline this many times; the spread (sample standard deviation) "
+        "of its runs is the metric's noise. Default 1: no noise measured.",
+    )
+    min_improvement: str | None = Field(
+        None,
+        description='How much better than the best a keep must be: 0.01 (absolute), "0.5%" '
+        '(of the best) or "2sigma" (times the measured noise). Default: strictly better, or '
+        '"2sigma" when noise_runs > 1.',
+    )
+    remeasure_best_every: int = Field(
+        0,
+        ge=0,
+        strict=True,
+        description="Every N experiments, run the best again; its value becomes the mean of all "
+        "its runs, so a lucky best sinks back to its true level. 0: never.",
+    )
     show_evaluator_output: bool = Field(
         False,
         strict=True,
@@ -222,6 +243,12 @@ class TaskConfig(Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
     agent: AgentConfig = Field(default_factory=MutateAgentConfig)
+
+    @field_validator("min_improvement", mode="before")
+    @classmethod
+    def _is_threshold(cls, value: object) -> str | None:
+        return None if value is None else str(parse_threshold(value))
+
     edit: EditConfig = Field(default_factory=EditConfig)
     night: NightConfig = Field(default_factory=NightConfig)
 
@@ -246,6 +273,12 @@ class Settings(Strict):
     edit: EditConfig
     night: NightConfig
     confirm_runs: int = 0
+    noise_runs: int = Field(1, description="Runs of the baseline; their spread is the noise.")
+    min_improvement: str | None = Field(
+        None, description="How much better than the best a keep must be (None: strictly)."
+    )
+    min_improvement_source: str = ""
+    remeasure_best_every: int = Field(0, description="Run the best again every N experiments.")
     show_evaluator_output: bool = Field(
         False, description="Whether the agent sees the evaluator's own output with a failure."
     )
@@ -253,6 +286,9 @@ class Settings(Strict):
         None, description="Significant digits the metric is rounded to before anyone sees it."
     )
     image_build: ImageConfig = Field(default_factory=ImageConfig)
+
+    def threshold(self) -> Threshold | None:
+        return None if self.min_improvement is None else parse_threshold(self.min_improvement)
 
     def with_metric(self, metric: str, direction: Direction, source: str) -> Settings:
         return Settings.model_validate(
@@ -285,6 +321,7 @@ def resolve_settings(
     metric, direction, source = _metric(task, config, overrides, saved or {}, problems)
     time_budget, timeout, note = _budget(task, config, overrides, problems)
     protected, mode_reason = scoring_mode(task, config.mode, problems)
+    noise_runs, threshold, threshold_from = _noise(task, config, overrides, saved or {}, problems)
     if problems:
         raise TaskError("\n".join(problems))
     agent = _agent(config.agent, overrides, task, problems)
@@ -301,6 +338,10 @@ def resolve_settings(
         mode_reason=mode_reason,
         image=overrides.get("image", config.sandbox.image),
         confirm_runs=config.confirm_runs,
+        noise_runs=noise_runs,
+        min_improvement=threshold,
+        min_improvement_source=threshold_from,
+        remeasure_best_every=config.remeasure_best_every,
         show_evaluator_output=config.show_evaluator_output,
         metric_digits=config.metric_digits,
         sandbox=config.sandbox.changed(backend=overrides.get("sandbox", config.sandbox.backend)),
@@ -362,6 +403,31 @@ def _metric(
         named = [("metric", metric_from), ("direction", direction_from)]
         source = "; ".join(f"{what} from {where}" for what, where in named if where)
     return metric, direction, source
+
+
+def _noise(
+    task: Task,
+    config: TaskConfig,
+    overrides: dict[str, Any],
+    saved: dict[str, Any],
+    problems: list[str],
+) -> tuple[int, str | None, str]:
+    """(noise_runs, min_improvement, where it came from). A resumed tag keeps its noise_runs."""
+    runs = overrides.get("noise_runs") or config.noise_runs or saved.get("noise_runs") or 1
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        problems.append(f"--noise-runs must be 1 or more (got {runs!r})")
+        return 1, None, ""
+    threshold = config.min_improvement
+    if threshold is None:
+        if runs == 1:
+            return runs, None, ""
+        return runs, DEFAULT_SIGMAS, f"the default with noise_runs = {runs}"
+    if parse_threshold(threshold).unit == "sigma" and runs == 1:
+        problems.append(
+            f'{task.root / CONFIG}: min_improvement = "{threshold}" needs the noise measured: set '
+            'noise_runs = 5 (or --noise-runs 5), or give it as 0.01 or "0.5%"'
+        )
+    return runs, threshold, CONFIG
 
 
 def _budget(

@@ -18,7 +18,7 @@ from harness import agent_context, untrusted
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
-from harness.decision import confirm, decide, round_digits, round_metric
+from harness.decision import confirm, decide, is_better, round_digits, round_metric
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
 from harness.experiment import Experimenter, Measurement, combine_runs, with_metric
@@ -26,6 +26,14 @@ from harness.gitops import Worktree
 from harness.ledger import RunDir
 from harness.live import View
 from harness.metric_choice import infer_metric
+from harness.noise import (
+    baseline_runs,
+    current_best,
+    next_number,
+    noise_estimate,
+    remeasure_due,
+    runs_of_best,
+)
 from harness.pauses import PausePolicy, with_pauses
 from harness.runstate import write_state
 from harness.seams import (
@@ -100,8 +108,17 @@ class Night:
 
     @property
     def best(self) -> ExperimentRecord | None:
-        keeps = [r for r in self.rows if r.status is Verdict.KEEP]
-        return keeps[-1] if keeps else None
+        """The last keep, its metric the mean of all its runs (see harness/noise.py)."""
+        return current_best(self.rows, self.settings.confirm_runs)
+
+    @property
+    def noise(self) -> float | None:
+        return noise_estimate(self.rows)
+
+    def margin(self, best: float) -> float:
+        """How much better than `best` a keep must be: min_improvement, resolved."""
+        threshold = self.settings.threshold()
+        return threshold.margin(best, self.noise) if threshold else 0.0
 
     def run(self) -> str:
         """Run until a budget ends; returns why it stopped. StopNight escapes for a failed stop."""
@@ -114,6 +131,7 @@ class Night:
             crashpoint("reconciled")
             if self.best is None:
                 self._baseline()
+            self._baseline_repeats()
             while True:
                 if self.signals.requested:
                     return (
@@ -123,7 +141,10 @@ class Night:
                 if reason:
                     return reason
                 self._pausing(self._check_disk)
-                stop = self._experiment(self.rows[-1].experiment + 1)
+                if remeasure_due(self.rows, self.settings.remeasure_best_every):
+                    self._remeasure()
+                    continue
+                stop = self._experiment(next_number(self.rows))
                 if stop:
                     return stop
 
@@ -171,7 +192,7 @@ class Night:
         head = self.worktree.head()
         if head != self.best_commit:
             # A candidate without a ledger row: it is run again, so only keep a ref to it.
-            self.worktree.keep_ref(head, self.rows[-1].experiment + 1)
+            self.worktree.keep_ref(head, next_number(self.rows))
         if head != self.best_commit or self.worktree.is_dirty():
             self.worktree.reset_to(self.best_commit)
             self.run_dir.event("reconciled", head=head, best=self.best_commit)
@@ -201,6 +222,79 @@ class Night:
         self.best_commit = commit
         self._record(0, commit, measurement, verdict, "baseline")
         crashpoint("baseline recorded")
+
+    def _baseline_repeats(self) -> None:
+        """Run the kept baseline until `noise_runs` runs of it are in the ledger, each its own
+        `remeasure` row of experiment 0; their spread is the noise. Resumable: the ledger says
+        how many ran. A tag whose experiments have started is not re-measured."""
+        wanted, done = self.settings.noise_runs, len(baseline_runs(self.rows))
+        if done >= wanted or any(r.experiment > 0 for r in self.rows):
+            return
+        source = self.worktree.read_train()
+        for run in range(done + 1, wanted + 1):
+            self._run_again(0, source, run - 1, f"baseline run {run} of {wanted}")
+        values = [r.metric for r in baseline_runs(self.rows) if r.metric is not None]
+        noise = self.noise
+        self.run_dir.event("noise", runs=len(values), std=noise, values=values)
+        if noise is None:
+            self.view.message(f"noise: not measured ({len(values)} valid baseline runs)")
+            return
+        threshold, best = self.settings.threshold(), self.best
+        rule = (
+            f"; a keep must beat the best by more than {threshold} = {self.margin(best.metric):.3g}"
+            if threshold and best is not None and best.metric is not None
+            else ""
+        )
+        self.view.message(
+            f"noise: {self.metric} varies by {noise:.3g} (standard deviation of {len(values)} "
+            f"baseline runs){rule}"
+        )
+
+    def _remeasure(self) -> None:
+        """Run the best again; its value becomes the mean of all its runs."""
+        best = self.best
+        assert best is not None
+        before, runs = best.metric, runs_of_best(self.rows, self.settings.confirm_runs)
+        index = sum(
+            1
+            for r in self.rows
+            if r.status is Verdict.REMEASURE and r.experiment == best.experiment
+        )
+        what = "the baseline" if best.experiment == 0 else f"#{best.experiment}"
+        self._run_again(
+            best.experiment,
+            self.worktree.read_train(),
+            index + 1,
+            f"remeasure of {what} (mean of {runs} runs was {_show(before)})",
+        )
+        after = self.best
+        self.view.message(
+            f"remeasured {what}: its value is now {_show(after.metric if after else None)}, "
+            f"the mean of {runs_of_best(self.rows, self.settings.confirm_runs)} runs"
+        )
+
+    def _run_again(self, number: int, source: str, index: int, description: str) -> None:
+        """One more run of a kept train.py: a `remeasure` row, never a candidate, no cost."""
+        commit = self.best_commit or self.worktree.head()
+        measurement = self._pausing(lambda: self._measure(number, source, remeasure=index))
+        crashpoint("remeasured")
+        if measurement.train.status is not RunStatus.OK or measurement.metric is None:
+            failed = decide(measurement.train.status, measurement.metric, None, self.direction)
+            description += f" [{failed.value}, not counted" + (
+                f": {measurement.note}]" if measurement.note else "]"
+            )
+        evaluation = measurement.evaluation.wall_s if measurement.evaluation else 0.0
+        row = ExperimentRecord(
+            experiment=number,
+            commit=commit,
+            metric=measurement.metric,
+            status=Verdict.REMEASURE,
+            description=description,
+            seconds=measurement.train.wall_s + evaluation,
+            memory_gb=measurement.train.peak_memory_bytes / 1024**3,
+        )
+        self._append(row, commit=commit, metric=measurement.metric, run=index)
+        crashpoint("remeasure recorded")
 
     def _infer_metric(self, measurement: Measurement) -> Measurement:
         """Settle the metric and its direction from what the baseline printed (or evaluate
@@ -279,8 +373,10 @@ class Night:
         try:
             measurement = self._pausing(lambda: self._measure(number, editor.source))
             crashpoint("measured")
+            assert best.metric is not None
+            margin = self.margin(best.metric)
             verdict = decide(
-                measurement.train.status, measurement.metric, best.metric, self.direction
+                measurement.train.status, measurement.metric, best.metric, self.direction, margin
             )
             repairs = 0
             while measurement.train.status is RunStatus.CRASH and repairs < self._repairs_allowed:
@@ -291,10 +387,19 @@ class Night:
                 editor, commit = repaired
                 measurement = self._pausing(lambda e=editor: self._measure(number, e.source))
                 verdict = decide(
-                    measurement.train.status, measurement.metric, best.metric, self.direction
+                    measurement.train.status,
+                    measurement.metric,
+                    best.metric,
+                    self.direction,
+                    margin,
                 )
             if repairs:
                 description += f" [repaired {repairs}x]"
+            if verdict is Verdict.DISCARD and _better(measurement.metric, best.metric, self):
+                description += (
+                    f" [within the noise: {measurement.metric:.6g} is not better than "
+                    f"{best.metric:.6g} by more than {margin:.3g} ({self.settings.min_improvement})]"
+                )
             if verdict is Verdict.KEEP and self.settings.confirm_runs:
                 measurement, verdict = self._confirm(number, editor.source, measurement, best)
                 description += f" [{measurement.note}]"
@@ -404,7 +509,13 @@ class Night:
         self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
 
     def _context(self, number: int, source: str) -> ProposalContext:
+        best = self.best
+        threshold = self.settings.threshold()
         return ProposalContext(
+            noise=self.noise,
+            noise_runs=len(baseline_runs(self.rows)),
+            margin=self.margin(best.metric) if best and best.metric is not None else 0.0,
+            min_improvement=str(threshold) if threshold else "",
             experiment=number,
             program=self.task.program,
             prepare_source=self.task.prepare_source,
@@ -412,7 +523,7 @@ class Night:
             metric=self.metric,
             direction=self.direction,
             history=list(self.rows),
-            best=self.best,
+            best=best,
             output_tails=agent_context.output_tails(self.run_dir, self.rows),
             best_diff=self.worktree.diff(self.rows[0].commit, self.best_commit),
             settings=agent_context.settings_lines(self.settings),
@@ -433,19 +544,33 @@ class Night:
             runs.append(self._pausing(lambda i=index: self._measure(number, source, i)))
         metrics = [r.metric if r.train.status is RunStatus.OK else None for r in runs]
         assert best.metric is not None
-        verdict, metric, note = confirm(metrics, best.metric, self.direction)
+        verdict, metric, note = confirm(
+            metrics,
+            best.metric,
+            self.direction,
+            self.margin(best.metric),
+            by_mean=self.settings.min_improvement is not None,
+        )
         return combine_runs(runs, metric, note), verdict
 
-    def _measure(self, number: int, source: str, confirmation: int = 0) -> Measurement:
+    def _measure(
+        self, number: int, source: str, confirmation: int = 0, remeasure: int = 0
+    ) -> Measurement:
         """Train and score once. The agent's output file gets the training's output and the
         harness's own words on the evaluation; the evaluator's output, which may quote the
         private data, goes to evaluate.txt for the human (unless show_evaluator_output). The
         returned metric is rounded to metric_digits; events.jsonl keeps the full value."""
-        phase = "confirming" if confirmation else "training"
+        phase = "confirming" if confirmation else "remeasuring" if remeasure else "training"
         self.view.phase(number, phase, self.settings.timeout)
         measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
         shown = round_metric(measurement.metric, self.settings.metric_digits)
-        suffix = f"-confirm-{confirmation}" if confirmation else ""
+        suffix = (
+            f"-confirm-{confirmation}"
+            if confirmation
+            else f"-remeasure-{remeasure}"
+            if remeasure
+            else ""
+        )
         output = _agent_output(
             measurement, self.settings.metric, shown, self.settings.show_evaluator_output
         )
@@ -459,6 +584,7 @@ class Night:
             "run",
             experiment=number,
             confirmation=confirmation,
+            **({"remeasure": remeasure} if remeasure else {}),
             train_status=train.status.value,
             exit_code=train.exit_code,
             train_seconds=train.wall_s,
@@ -543,6 +669,14 @@ def _evaluator_output(measurement: Measurement) -> str:
     if measurement.detail:
         head += f"# {measurement.note}: {measurement.detail}\n"
     return head + ev.output_tail
+
+
+def _better(metric: float | None, best: float, night: Night) -> bool:
+    return metric is not None and is_better(metric, best, night.direction)
+
+
+def _show(metric: float | None) -> str:
+    return "-" if metric is None else f"{metric:.6g}"
 
 
 def _unrunnable(base: str, source: str) -> str:

@@ -25,6 +25,7 @@ from harness.gitops import RepoPlace, Worktree, locate_repo, uncommitted_task_fi
 from harness.ledger import RunDir
 from harness.live import View
 from harness.loop import Night
+from harness.noise import current_best
 from harness.pauses import with_pauses
 from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
@@ -51,11 +52,12 @@ class NightSummary:
     stop_reason: str
     rows: list[ExperimentRecord]
     failed: bool = False  # stopped by a fault (the engine stayed down, say), not by a budget
+    confirm_runs: int = 0
 
     @property
     def best(self) -> ExperimentRecord | None:
-        keeps = [r for r in self.rows if r.status is Verdict.KEEP]
-        return keeps[-1] if keeps else None
+        """The last keep, valued at the mean of all its runs."""
+        return current_best(self.rows, self.confirm_runs)
 
     @property
     def baseline(self) -> ExperimentRecord | None:
@@ -92,13 +94,22 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
         except StopNight as stop:
             write_state(run_dir.root, "stopped", reason=str(stop))
             log.info("stopped: %s", stop)
-            return NightSummary(options.tag, run_dir.root, str(stop), run_dir.rows(), failed=True)
+            return NightSummary(
+                options.tag,
+                run_dir.root,
+                str(stop),
+                run_dir.rows(),
+                failed=True,
+                confirm_runs=settings.confirm_runs,
+            )
         except BaseException as err:
             write_state(run_dir.root, "stopped", reason=f"{type(err).__name__}: {err}")
             raise
         write_state(run_dir.root, "finished", reason=reason)
         log.info("finished: %s", reason)
-    return NightSummary(options.tag, run_dir.root, reason, run_dir.rows())
+    return NightSummary(
+        options.tag, run_dir.root, reason, run_dir.rows(), confirm_runs=settings.confirm_runs
+    )
 
 
 def _run(
@@ -284,3 +295,24 @@ def _announce(settings: Settings, view: View) -> None:
     view.message(f"scoring: {scoring}, because {settings.mode_reason}")
     if settings.time_budget_note:
         view.message(f"time budget: {settings.time_budget_note}")
+    keep_rule = _keep_rule(settings)
+    if keep_rule:
+        view.message(keep_rule)
+
+
+def _keep_rule(settings: Settings) -> str:
+    """One line on what a keep must beat, when it is more than "strictly better"."""
+    parts = []
+    if settings.noise_runs > 1:
+        parts.append(f"the baseline runs {settings.noise_runs} times to measure the noise")
+    if settings.min_improvement is not None:
+        parts.append(
+            f"a keep must beat the best by more than {settings.min_improvement} "
+            f"(min_improvement, {settings.min_improvement_source})"
+        )
+    if settings.remeasure_best_every:
+        parts.append(
+            f"the best runs again every {settings.remeasure_best_every} experiments, valued at "
+            "the mean of its runs"
+        )
+    return ("keep rule: " + "; ".join(parts)) if parts else ""

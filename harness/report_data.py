@@ -11,11 +11,12 @@ import json
 import re
 import statistics
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.ledger import read_rows
+from harness.noise import baseline_runs, current_best, noise_estimate, proposals
 from harness.runstate import describe
 from harness.seams import ExperimentRecord, Verdict
 
@@ -68,7 +69,8 @@ class NightData:
     tokens: dict[str, int]
     first_ts: float | None = None
     last_ts: float | None = None
-    noise: float | None = None
+    noise: float | None = None  # the metric's standard deviation, when measured (0: identical runs)
+    noise_runs: int = 1  # the baseline's runs it was measured from
     kept: list[Kept] = field(default_factory=list)
     best_diff: str = ""
     failures: list[FailureGroup] = field(default_factory=list)
@@ -87,16 +89,21 @@ class NightData:
 
     @property
     def baseline(self) -> ExperimentRecord | None:
+        """The kept baseline valued at the mean of its runs, or the first baseline row."""
+        runs = baseline_runs(self.rows)
+        values = [r.metric for r in runs if r.metric is not None]
+        if len(values) > 1:
+            return replace(runs[0], metric=sum(values) / len(values))
         return next((r for r in self.rows if r.experiment == 0), None)
 
     @property
     def best(self) -> ExperimentRecord | None:
-        keeps = [r for r in self.rows if r.status is Verdict.KEEP]
-        return keeps[-1] if keeps else None
+        """The last keep, valued at the mean of all its runs."""
+        return current_best(self.rows, self.settings.get("confirm_runs") or 0)
 
     @property
     def proposals(self) -> int:
-        return sum(1 for r in self.rows if r.experiment > 0)
+        return len(proposals(self.rows))
 
     @property
     def cost_usd(self) -> float:
@@ -118,7 +125,9 @@ def load_night(folder: Path) -> NightData:
         tokens=dict.fromkeys(("calls", "input", "cached_input", "output"), 0),
     )
     noise_events = _read_events(folder / "events.jsonl", data)
-    data.noise = _noise(config, noise_events)
+    measured = noise_estimate(rows)  # noise_runs > 1: the baseline's own rows say it
+    data.noise = measured if measured is not None else _noise(config, noise_events)
+    data.noise_runs = len([r for r in baseline_runs(rows) if r.metric is not None])
     _fill_missing_times(data)
     data.kept = _kept(data)
     data.best_diff = _best_diff(data)
@@ -127,8 +136,6 @@ def load_night(folder: Path) -> NightData:
 
 
 def _cleaned(row: ExperimentRecord) -> ExperimentRecord:
-    from dataclasses import replace
-
     return replace(row, description=clean(row.description))
 
 
@@ -185,7 +192,7 @@ def _take_event(kind: str, event: dict[str, Any], previous_ts, data: NightData, 
         ):
             data.tokens[key] += _int(usage.get(name))
         data.tokens["cached_input"] += _int(usage.get("cached_input_tokens"))
-    elif kind == "run":
+    elif kind == "run" and not event.get("remeasure"):  # a run again of a kept train.py
         for phase, key in (("train", "train_seconds"), ("evaluate", "eval_seconds")):
             value = event.get(key)
             if isinstance(value, int | float):

@@ -57,7 +57,18 @@ def _draw(axes, data: NightData) -> None:
     kept = [r for r in rows if r.status is Verdict.KEEP]
     last = max((r.experiment for r in data.rows), default=0)
     low, high = _limits(data)
-    discarded = [r for r in rows if r.status is not Verdict.KEEP]
+    discarded = [r for r in rows if r.status is Verdict.DISCARD]
+    again = [r for r in rows if r.status is Verdict.REMEASURE and low <= r.metric <= high]  # type: ignore[operator]
+    if again:  # the baseline's and the best's runs again: their spread is the noise
+        axes.scatter(
+            [r.experiment for r in again],
+            [r.metric for r in again],
+            s=14,
+            marker="_",
+            c=KEPT_COLOUR,
+            zorder=3,
+            label="runs again",
+        )
     inside = [r for r in discarded if low <= r.metric <= high]  # type: ignore[operator]
     axes.scatter(
         [r.experiment for r in inside],

@@ -80,6 +80,7 @@ def settings(data: NightData) -> list[tuple[str, str]]:
             f"setup_timeout {_seconds(sandbox.get('setup_timeout'))}, "
             f"confirm_runs {s.get('confirm_runs', 0)}",
         ),
+        ("keep rule", _keep_rule(data)),
         ("image", str(config.get("image", s.get("image")))),
         ("isolation", str(config.get("isolation", "docker"))),
         ("limits", _limits(sandbox)),
@@ -91,6 +92,22 @@ def settings(data: NightData) -> list[tuple[str, str]]:
     if config.get("prepare_sha256"):
         items.append(("prepare.py", f"sha256 {str(config['prepare_sha256'])[:16]}"))
     return items
+
+
+def _keep_rule(data: NightData) -> str:
+    """noise_runs, min_improvement and remeasure_best_every, with the noise measured."""
+    s = data.settings
+    rule = (
+        f"better than the best by more than {s['min_improvement']}"
+        if s.get("min_improvement")
+        else "strictly better than the best"
+    )
+    parts = [rule, f"noise_runs {s.get('noise_runs', 1)}"]
+    if data.noise is not None and data.noise_runs > 1:
+        parts.append(f"noise {data.noise:.3g} (standard deviation of {data.noise_runs} runs)")
+    if s.get("remeasure_best_every"):
+        parts.append(f"the best re-measured every {s['remeasure_best_every']} experiments")
+    return ", ".join(parts)
 
 
 def _seconds(value: Any) -> str:

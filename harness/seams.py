@@ -31,6 +31,7 @@ class Verdict(StrEnum):
     TIMEOUT = "timeout"
     INVALID = "invalid"
     SKIPPED = "skipped"
+    REMEASURE = "remeasure"  # the best (or the baseline) run again: never a candidate
 
 
 class Direction(StrEnum):
@@ -173,6 +174,12 @@ class ProposalContext:
     diffs: dict[int, str] = field(default_factory=dict)
     # The agent's own notes so far (a model's reply after its first line), carried across proposals.
     notes: str = ""
+    # The metric's noise (standard deviation of the baseline's runs) and how many runs gave it.
+    noise: float | None = None
+    noise_runs: int = 1
+    # How much better than the best a keep must be (0: strictly better), and the setting's text.
+    margin: float = 0.0
+    min_improvement: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from typing import Any
 from harness import untrusted
 from harness.errors import TaskError
 from harness.ledger import STATE_DIR, RunDir
+from harness.noise import baseline_runs, current_best, noise_estimate, proposals, runs_of_best
 from harness.runstate import describe
-from harness.seams import ExperimentRecord, Verdict
+from harness.seams import ExperimentRecord
 
 
 def list_tags(task_dir: Path) -> list[str]:
@@ -36,9 +37,11 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
         known = ", ".join(tags) or "none"
         raise TaskError(f"{run_dir.root}: no run tagged {tag!r} (tags here: {known})")
     rows = run_dir.rows()
-    keeps = [r for r in rows if r.status is Verdict.KEEP]
     config = json.loads(run_dir.config.read_text()) if run_dir.config.exists() else {}
     settings = config.get("settings", {})
+    confirm_runs = settings.get("confirm_runs") or 0
+    best = current_best(rows, confirm_runs)
+    baseline = baseline_runs(rows)
     return {
         "tag": tag,
         "folder": str(run_dir.root),
@@ -47,10 +50,16 @@ def status_report(task_dir: Path, tag: str | None) -> dict[str, Any]:
         "direction": settings.get("direction"),
         "protected": settings.get("protected"),
         "isolation": config.get("isolation", "docker"),
-        "experiments": sum(1 for r in rows if r.experiment > 0),
+        "experiments": len(proposals(rows)),
         "counts": dict(Counter(r.status.value for r in rows)),
-        "baseline": _summary(next((r for r in reversed(rows) if r.experiment == 0), None)),
-        "best": _summary(keeps[-1] if keeps else None),
+        "baseline": _summary(
+            baseline[0]
+            if baseline
+            else next((r for r in reversed(rows) if r.experiment == 0), None)
+        ),
+        "best": _summary(best),
+        "best_runs": runs_of_best(rows, confirm_runs),
+        "noise": _noise(rows, settings),
         "branch": f"overnight/{tag}",
         "tokens": _tokens(run_dir),
         "cost_usd": round(sum(r.cost_usd for r in rows), 6),
@@ -75,6 +84,20 @@ def _tokens(run_dir: RunDir) -> dict[str, int]:
             totals["cached_input"] += int(usage.get("cached_input_tokens", 0))
             totals["output"] += int(usage.get("output_tokens", 0))
     return totals
+
+
+def _noise(rows: list[ExperimentRecord], settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The measured noise and the keep threshold, when the baseline ran more than once."""
+    runs = [r for r in baseline_runs(rows) if r.metric is not None]
+    std = noise_estimate(rows)
+    if std is None:
+        return None
+    return {
+        "std": std,
+        "runs": len(runs),
+        "baseline_mean": sum(r.metric for r in runs if r.metric is not None) / len(runs),
+        "min_improvement": settings.get("min_improvement"),
+    }
 
 
 def _summary(row: ExperimentRecord | None) -> dict[str, Any] | None:
@@ -103,13 +126,26 @@ def format_status(report: dict[str, Any]) -> str:
         + ("" if report["isolation"] == "docker" else "  [WEAKER ISOLATION: --sandbox local]"),
         "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
     ]
-    if base and base["metric"] is not None:
+    noise = report.get("noise")
+    if base and base["metric"] is not None and noise:
+        lines.append(
+            f"baseline: {noise['baseline_mean']:.6g}, the mean of {noise['runs']} runs "
+            f"({base['commit']})"
+        )
+        rule = f"; a keep must beat the best by more than {noise['min_improvement']}"
+        lines.append(
+            f"noise: {noise['std']:.3g} (standard deviation of the baseline's runs)"
+            + (rule if noise["min_improvement"] else "")
+        )
+    elif base and base["metric"] is not None:
         lines.append(f"baseline: {base['metric']:.6g} ({base['commit']})")
     elif base:
         lines.append(f"baseline: no valid metric ({base['status']}); fix train.py and run again")
     if best:
+        runs = report.get("best_runs", 1)
+        mean = f" (mean of {runs} runs)" if runs > 1 and best["metric"] is not None else ""
         lines.append(
-            f"best: {best['metric']:.6g} at experiment {best['experiment']} "
+            f"best: {_value(best['metric'])}{mean} at experiment {best['experiment']} "
             f"({best['commit']}): {best['description']}"
         )
     tokens = report["tokens"]
@@ -121,6 +157,10 @@ def format_status(report: dict[str, Any]) -> str:
         )
     lines.append(f"results: {report['folder']}/results.tsv   branch: {report['branch']}")
     return untrusted.printable("\n".join(lines))
+
+
+def _value(metric: float | None) -> str:
+    return "-" if metric is None else f"{metric:.6g}"
 
 
 def _state_line(report: dict[str, Any]) -> str:

@@ -143,3 +143,75 @@ def test_a_change_better_only_beyond_the_rounded_digits_ties_and_is_discarded():
     best = round_metric(1.2574391, 3)
     assert decide(OK, round_metric(1.2551, 3), best, MIN) is Verdict.DISCARD
     assert decide(OK, round_metric(1.2549, 3), best, MIN) is Verdict.KEEP
+
+
+@pytest.mark.parametrize(
+    ("text", "best", "noise", "margin"),
+    [
+        (0.01, 1.0, None, 0.01),
+        ("0.01", 5.0, 0.3, 0.01),
+        ("0.5%", 2.0, None, 0.01),
+        ("0.5%", -4.0, None, 0.02),  # of the best's size, whatever its sign
+        ("2sigma", 1.0, 0.05, 0.1),
+        ("2 sigma", 1.0, 0.0, 0.0),  # a deterministic metric: strictly better, as without one
+        ("1.5SIGMA", 1.0, 0.2, 0.3),
+        (0, 1.0, None, 0.0),
+    ],
+)
+def test_min_improvement_is_absolute_relative_or_in_units_of_noise(text, best, noise, margin):
+    from harness.noise import parse_threshold
+
+    assert parse_threshold(text).margin(best, noise) == pytest.approx(margin)
+
+
+@pytest.mark.parametrize("text", ["-0.1", "2 sigmas", "", "nan", "1e999", True, "0.5 %%", "x%"])
+def test_a_threshold_that_means_nothing_is_refused(text):
+    from harness.noise import parse_threshold
+
+    with pytest.raises(ValueError, match="threshold"):
+        parse_threshold(text)
+
+
+@pytest.mark.parametrize(
+    ("metric", "best", "direction", "margin", "expected"),
+    [
+        # Better by more than the margin: kept; by the margin or less: within the noise.
+        (0.8, 1.0, MIN, 0.1, Verdict.KEEP),
+        (0.9, 1.0, MIN, 0.1, Verdict.DISCARD),
+        (0.95, 1.0, MIN, 0.1, Verdict.DISCARD),
+        (1.2, 1.0, MAX, 0.1, Verdict.KEEP),
+        (1.05, 1.0, MAX, 0.1, Verdict.DISCARD),
+        (0.8, 1.0, MAX, 0.1, Verdict.DISCARD),
+        # A zero margin is today's rule: strictly better.
+        (math.nextafter(1.0, 0.0), 1.0, MIN, 0.0, Verdict.KEEP),
+        (0.0, -0.0, MIN, 0.0, Verdict.DISCARD),
+        # The baseline has nothing to beat; failures keep their own status.
+        (5.0, None, MIN, 0.1, Verdict.KEEP),
+        (NAN, 1.0, MIN, 0.1, Verdict.INVALID),
+    ],
+)
+def test_a_keep_must_beat_the_best_by_more_than_the_margin(
+    metric, best, direction, margin, expected
+):
+    assert decide(OK, metric, best, direction, margin) is expected
+
+
+@pytest.mark.parametrize(
+    ("metrics", "best", "margin", "verdict", "kept_metric", "note"),
+    [
+        # With a threshold the mean of the runs must beat the best by more than it...
+        ([0.7, 0.9, 0.8], 1.0, 0.1, Verdict.KEEP, 0.8, "confirmed by 3 runs, mean 0.8"),
+        # ...even when one run alone would not,
+        ([0.7, 1.05, 0.75], 1.0, 0.1, Verdict.KEEP, 0.8333333333333334, "mean 0.833333"),
+        # a lucky first run whose confirmations fall back is discarded,
+        ([0.7, 1.0, 1.01], 1.0, 0.1, Verdict.DISCARD, 0.7, "the mean of 3 runs, 0.903333"),
+        # and every run must still give a valid metric.
+        ([0.7, None, 0.7], 1.0, 0.1, Verdict.DISCARD, 0.7, "run 2 of 3 gave no valid metric"),
+    ],
+)
+def test_with_a_threshold_a_confirmed_best_is_judged_and_valued_by_its_mean(
+    metrics, best, margin, verdict, kept_metric, note
+):
+    got_verdict, got_metric, got_note = confirm(metrics, best, MIN, margin, by_mean=True)
+    assert (got_verdict, got_metric) == (verdict, pytest.approx(kept_metric))
+    assert note in got_note

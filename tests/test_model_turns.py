@@ -134,6 +134,7 @@ def test_the_model_is_told_the_resolved_settings_the_history_and_its_notes_acros
         text("Raise the learning rate\nLR 0.02 looked promising; try 0.03 next."),
         replace(*crash),
         text("Touch an undefined name"),
+        text("That cannot be fixed"),  # shown the crash (a repair), it leaves it
         text("Nothing more"),  # experiment 3: skipped, unchanged
         text("Still nothing"),  # experiment 4, after the resume
     ]
@@ -150,7 +151,7 @@ def test_the_model_is_told_the_resolved_settings_the_history_and_its_notes_acros
         requests = [json.dumps(r.body) for r in llm.model_requests()]
     rows = {r.experiment: r for r in results(task, "c")}
     assert rows[2].status is Verdict.CRASH
-    third, fourth = requests[4], requests[5]
+    third, fourth = requests[5], requests[6]
     # The resolved settings, not prepare.py's TIME_BUDGET = 10.
     for request in (requests[0], third):
         assert "time budget: 7s per training run" in request

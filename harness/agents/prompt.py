@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from string import Template
 
+from harness.noise import baseline_runs, proposals
 from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 
 PROMPTS = files("harness") / "prompts"
@@ -110,9 +111,9 @@ def numbered(source: str) -> str:
 def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
     """A bounded summary of the ledger: totals, the kept changes, the latest experiments and the
     output of the latest failures."""
-    rows = [r for r in context.history if r.experiment > 0]
+    rows = proposals(context.history)
     if not rows:
-        return "No experiments yet besides the baseline."
+        return "\n".join(["No experiments yet besides the baseline.", *_noise(context)])
     baseline = next((r for r in reversed(context.history) if r.experiment == 0), None)
     counts = Counter(r.status.value for r in rows)
     lines = [
@@ -120,11 +121,18 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
         + ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
         + "."
     ]
-    if baseline is not None:
+    if baseline is not None and context.noise is None:
         lines.append(f"Baseline: {context.metric} = {_metric(baseline)}.")
+    lines += _noise(context)
     if context.best is not None and context.best.experiment > 0:
+        again = sum(
+            1
+            for r in context.history
+            if r.status is Verdict.REMEASURE and r.experiment == context.best.experiment
+        )
+        runs = f", the mean of its runs (run again {again} times)" if again else ""
         lines.append(
-            f"Best: {context.metric} = {_metric(context.best)} at experiment "
+            f"Best: {context.metric} = {_metric(context.best)}{runs} at experiment "
             f"{context.best.experiment} ({_describe(context.best)})."
         )
     keeps = [r for r in rows if r.status is Verdict.KEEP]
@@ -148,6 +156,25 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
     lines += _tried(context, rows, shape)
     lines += _tails(context, rows, shape)
     return "\n".join(lines)
+
+
+def _noise(context: ProposalContext) -> list[str]:
+    """The measured noise and the keep threshold, in words."""
+    lines = []
+    runs = [r.metric for r in baseline_runs(context.history) if r.metric is not None]
+    if context.noise is not None and runs:
+        mean = sum(runs) / len(runs)
+        lines.append(
+            f"Baseline: {context.metric} = {mean:.6g}, the mean of {len(runs)} runs of the same "
+            f"train.py; they vary by {context.noise:.3g} (standard deviation): the noise."
+        )
+    if context.min_improvement:
+        lines.append(
+            f"A change is kept only if {context.metric} beats the best by more than "
+            f"{context.margin:.3g} (min_improvement = {context.min_improvement}); a smaller "
+            "difference is within the noise and is discarded."
+        )
+    return lines
 
 
 def _tried(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape) -> list[str]:
@@ -176,7 +203,10 @@ def _tails(context: ProposalContext, rows: list[ExperimentRecord], shape: _Shape
     chosen |= {
         n for n in context.output_tails if n == best or n not in {r.experiment for r in failed}
     }
-    shown = [r for r in context.history if r.experiment in chosen]
+    shown: list[ExperimentRecord] = []
+    for row in context.history:  # the first row of each: a remeasure repeats the best's number
+        if row.experiment in chosen and all(s.experiment != row.experiment for s in shown):
+            shown.append(row)
     if not shown:
         return []
     lines = ["", "The end of the output of the best run, the latest runs and the latest failures:"]
