@@ -181,9 +181,12 @@ def test_untrusted_text_is_escaped_and_stripped_of_terminal_controls(night):
     # In Markdown, only code blocks (shown literally) may hold the agent's raw text.
     outside_code = re.sub(r"(?ms)^(`{3,})[^\n]*\n.*?^\1$", "", md)
     assert "<script>" not in outside_code and "<img" not in outside_code
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; red link gnp.exe" in html
+    # Control characters reach the page as visible escapes (made so where the text came in),
+    # never as the characters themselves.
+    shown = r"&lt;script&gt;alert(1)&lt;/script&gt; \x1b[31mred\x1b[0m"
+    assert shown in html and r"\u202egnp.exe" in html
     assert "&lt;img src=http://evil.example/x.png&gt;" in html  # in the kept diff
-    assert "halve it &lt;script&gt;alert(1)&lt;/script&gt; red link" in md
+    assert r"halve it &lt;script&gt;alert(1)&lt;/script&gt; \\x1b\[31mred" in md
     # The diff's ``` cannot close the Markdown code block around it.
     assert "````diff" in md
 
