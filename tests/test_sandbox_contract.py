@@ -227,21 +227,23 @@ def test_gpus_on_an_engine_without_gpu_support_are_refused_in_one_line(
     assert "\n" not in str(refused.value) and "sandbox.gpus" in str(refused.value)
 
 
-def test_an_image_without_sleep_keeps_its_output_volume_with_python(docker_sandbox, monkeypatch):
-    from sandbox import volumes
-
-    monkeypatch.setattr(
-        volumes, "_keeper_command", lambda sandbox, image: volumes.KEEPER_COMMANDS[1]
-    )
-    env = {"OUT": "/overnight/out"}
-    with docker_sandbox.scratch(1 * MiB) as scratch:
+def test_the_output_volume_keeper_ends_by_its_own_deadline_and_is_removed(
+    docker_sandbox, docker_client
+):
+    """A keeper lives as long as the experiment may, not until someone removes it."""
+    keepers = {"label": [f"org.overnight.pid={os.getpid()}", "org.overnight.purpose=keeper"]}
+    with docker_sandbox.scratch(1 * MiB, lifetime_s=4) as scratch:
         writable = [ScratchMount(scratch, "/overnight/out", read_only=False)]
         docker_sandbox.run(python("open('/overnight/out/a', 'w').write('kept')", mounts=writable))
+        started = time.monotonic()
         read = docker_sandbox.run(
             python(
                 "print(open('/overnight/out/a').read())",
                 mounts=[ScratchMount(scratch, "/overnight/out")],
-                env=env,
             )
         )
-    assert read.output_tail.strip() == "kept"
+        assert read.output_tail.strip() == "kept"
+        assert docker_client.containers.list(filters=keepers)
+        while docker_client.containers.list(all=True, ignore_removed=True, filters=keepers):
+            assert time.monotonic() - started < 4 + 5, "the keeper outlived its deadline"
+            time.sleep(0.2)
