@@ -3,9 +3,11 @@ harness killed: nights through the real CLI, killed with SIGKILL mid-experiment,
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -118,7 +120,7 @@ if __name__ == "__main__":
     if ATTACK_IN_TRAINING:
         attack()
     with open(os.path.join(os.environ["OVERNIGHT_OUTPUT_DIR"], "value.txt"), "w") as handle:
-        handle.write(str(solve()))
+        handle.write("5.0")
 """
 
 
@@ -152,6 +154,33 @@ def containers_of(docker_client, pid: int, running_only: bool = False):
     return docker_client.containers.list(all=not running_only, ignore_removed=True, filters=filters)
 
 
+class EngineEvents:
+    """The engine's container events from now on, collected as they happen (the engine keeps
+    only its last few hundred for a later query, and other nights share it)."""
+
+    def __init__(self, docker_client) -> None:
+        self.seen: list[dict] = []
+        self._stream = docker_client.events(filters={"type": "container"}, decode=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        with contextlib.suppress(Exception):  # closed by close()
+            for event in self._stream:
+                self.seen.append(event)
+
+    def of(self, pid: int, purpose: str) -> list[tuple[str, str, str | None]]:
+        """(container id, action, exit code) for the containers of `purpose` the night made."""
+        wanted = {"org.overnight.pid": str(pid), "org.overnight.purpose": purpose}
+        return [
+            (e["id"], e["Action"], e["Actor"]["Attributes"].get("exitCode"))
+            for e in self.seen
+            if wanted.items() <= e["Actor"]["Attributes"].items()
+        ]
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 def kill_night_when(docker_client, night: subprocess.Popen, purpose: str, name: str) -> float:
     """SIGKILL the harness once a container of `purpose` runs and the attack's heartbeat beats."""
     wanted = {"label": [f"org.overnight.pid={night.pid}", f"org.overnight.purpose={purpose}"]}
@@ -161,7 +190,11 @@ def kill_night_when(docker_client, night: subprocess.Popen, purpose: str, name: 
         assert time.monotonic() < give_up, "the attack never started"
         time.sleep(0.1)
     night.send_signal(signal.SIGKILL)
-    night.wait()
+    # Not reaped yet: a zombie holds its pid, so the sweep for leftovers that any other night on
+    # this engine makes at its start takes the harness for alive and leaves its containers to
+    # their own deadlines, which is what this test watches.
+    while Path(f"/proc/{night.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
     return time.monotonic()
 
 
@@ -192,6 +225,7 @@ def test_a_hostile_run_cannot_switch_off_the_deadline_even_with_the_harness_kill
     flip = {"command": "str_replace", "old_str": f"{flag} = False", "new_str": f"{flag} = True"}
     script = write_script(tmp_path / "s.jsonl", [{"description": "fight", "calls": [flip]}])
 
+    engine = EngineEvents(docker_client)
     night = subprocess.Popen(
         night_command(task, script), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -202,6 +236,13 @@ def test_a_hostile_run_cannot_switch_off_the_deadline_even_with_the_harness_kill
     assert_all_gone_in_time(
         docker_client, night.pid, name, killed_at, max(deadline + GRACE_S, KEEPER_LIFETIME) + SLACK
     )
+    night.wait()
+    # It ended by itself, at its inner deadline: nobody killed it through the engine.
+    seen = engine.of(night.pid, purpose)
+    engine.close()
+    attacked = seen[-1][0]  # the last one the night made, where the attack ran
+    ends = [(action, code) for container, action, code in seen if container == attacked]
+    assert ("die", "124") in ends and not any(action == "kill" for action, _ in ends), ends
 
     resumed = subprocess.run(
         night_command(task, script), capture_output=True, text=True, timeout=300
