@@ -66,9 +66,13 @@ class Attached:
         self._reader.join(timeout)
 
     def close(self) -> None:
-        for closable in (self._stream, self._response):
+        """Cut both connections at the socket: closing a response that another thread still
+        reads would wait for that read (an abort, say, while the container still runs)."""
+        from docker.types.daemon import CancellableStream
+
+        for stream in (self._stream, CancellableStream(None, self._response)):
             with contextlib.suppress(Exception):  # already closed by the engine
-                closable.close()
+                stream.close()
 
 
 def _append(buffer: bytearray, chunk: bytes, cap: int) -> None:
