@@ -47,6 +47,7 @@ from harness.config import SandboxConfig, parse_size
 from harness.live import View
 from harness.night import NightSummary, RunOptions, run_night
 from harness.seams import RunSpec, ScratchMount
+from sandbox import deadline
 from sandbox.docker_sandbox import LABEL, LABEL_PID, DockerSandbox, EngineUnavailable
 from sandbox.hardening import Limits, container_options
 from sandbox.image import DEFAULT_IMAGE
@@ -181,6 +182,7 @@ def bare_docker(command: list[str], times: int, flags: list[str] | None = None) 
             ["docker", "run", "--rm", *(flags or []), DEFAULT_IMAGE, *command],
             check=True,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # the enforcer's status line
         )
         walls.append(time.perf_counter() - started)
     return walls
@@ -197,9 +199,11 @@ def default_limits() -> Limits:
     )
 
 
-def hardened_flags() -> list[str]:
-    """`docker run` flags for every option our sandbox sets on a run (labels aside)."""
-    o = container_options(RunSpec(DEFAULT_IMAGE, ["true"], [], {}, 30), default_limits(), {})
+def hardened_flags(enforced: bool = False) -> list[str]:
+    """`docker run` flags for every option our sandbox sets on a run (labels aside); without the
+    enforcer, Docker's init is PID 1 instead."""
+    spec = RunSpec(DEFAULT_IMAGE, ["true"], [], {}, 30)
+    o = container_options(spec, default_limits(), {}, enforced=enforced)
     flags = ["--network", o["network_mode"], "--user", o["user"], "--ipc", o["ipc_mode"]]
     flags += ["--shm-size", str(o["shm_size"]), "--pids-limit", str(o["pids_limit"])]
     flags += ["--memory", str(o["mem_limit"]), "--memory-swap", str(o["memswap_limit"])]
@@ -279,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     bare_python = bare_docker(["python3", "-c", "pass"], n)
     print(f"  hardened docker run x{n}, sandbox.run x{n}, with the output volume x{n}", flush=True)
     hardened = bare_docker(["true"], n, hardened_flags())
+    print(f"  hardened docker run x{n} with the enforcer as PID 1", flush=True)
+    enforced = bare_docker(deadline.enforced(["true"], 30), n, hardened_flags(enforced=True))
     in_sandbox = sandbox_runs(n, volume=False)
     with_volume = sandbox_runs(n, volume=True)
 
@@ -324,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         1,
     )
     line("hardened docker run ... true", statistics.mean(hardened), statistics.median(hardened), 1)
+    line("  enforcer as PID 1 ... true", statistics.mean(enforced), statistics.median(enforced), 1)
     line("sandbox.run(true)", statistics.mean(in_sandbox), statistics.median(in_sandbox), 1)
     line(
         "  + output volume and keeper",
@@ -337,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.mean(hardened) / bare_mean:.2f} (CLI, the same command with our flags); "
         f"sandbox.run / bare = {statistics.mean(in_sandbox) / bare_mean:.2f}; "
         f"with the output volume = {statistics.mean(with_volume) / bare_mean:.2f}"
+    )
+    print(
+        "enforcer overhead per container: hardened with the enforcer as PID 1 / hardened with "
+        f"Docker's init = {statistics.mean(enforced) / statistics.mean(hardened):.2f} "
+        f"(+{statistics.mean(enforced) - statistics.mean(hardened):.3f} s)"
     )
     print()
     print(

@@ -41,7 +41,8 @@ def open_sandbox(settings: Settings, client: Any, image: str, run_id: str, say) 
     from sandbox.hardening import check_engine
 
     check_engine(client, limits, image)
-    return DockerSandbox(limits, run_id, client=client, api_timeout=settings.sandbox.api_timeout)
+    api_timeout = settings.sandbox.api_timeout
+    return DockerSandbox(limits, run_id, client=client, api_timeout=api_timeout, say=say)
 
 
 def isolation(settings: Settings) -> str:

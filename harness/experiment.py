@@ -55,6 +55,7 @@ from harness.setup_cache import (
 )
 from harness.task import PREPARE, TRAIN, Task
 from sandbox import tree
+from sandbox.deadline import GRACE_S
 from sandbox.users import own_for_runs, run_ids, worker_ids
 
 TASK_DIR = "/overnight/task"
@@ -286,10 +287,17 @@ class Experimenter:
         own_for_runs(result, 0o700)
         size = parse_size(self.settings.sandbox.output_dir_size)
         try:
-            with self.sandbox.scratch(size) as output:
+            with self.sandbox.scratch(size, self.lifetime()) as output:
                 return self._train_and_score(code, output, result)
         finally:
             tree.remove(scratch)
+
+    def lifetime(self) -> float:
+        """How long one experiment's containers may live in all: its training and evaluation
+        deadlines, their in-container grace, and time for the engine to create and remove them."""
+        sandbox = self.settings.sandbox
+        evaluation = sandbox.eval_timeout if self.settings.protected else 0.0
+        return self.settings.timeout + evaluation + 2 * GRACE_S + 4 * sandbox.api_timeout
 
     def _train_and_score(self, code: Path, output: Scratch, result: Path) -> Measurement:
         train = self._train(code, output)

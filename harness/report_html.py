@@ -204,11 +204,11 @@ def _all_rows(data: NightData) -> str:
         body.append(
             f"<tr><td class='n'>{row.experiment}</td><td class='{css}'>{status}</td>"
             f"<td class='n'>{_e(summary.number(row.metric))}</td>{cells}"
-            f"<td>{_e(row.description)}</td></tr>"
+            f"<td class='n'>{row.memory_gb:.1f}</td><td>{_e(row.description)}</td></tr>"
         )
     head = (
         "<tr><th>#</th><th>status</th><th>metric</th><th>propose s</th><th>train s</th>"
-        "<th>evaluate s</th><th>description</th></tr>"
+        "<th>evaluate s</th><th>memory GB</th><th>description</th></tr>"
     )
     return (
         f'<section id="all"><h2>All experiments</h2><details><summary>{len(data.rows)} rows'

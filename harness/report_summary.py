@@ -47,6 +47,9 @@ def headline(data: NightData) -> list[tuple[str, str]]:
     items.append(("experiments", f"{data.proposals} run, {kept} kept{rate}"))
     if data.first_ts is not None and data.last_ts is not None:
         items.append(("hours", f"{(data.last_ts - data.first_ts) / 3600:.2f}"))
+    peak = max((r.memory_gb for r in data.rows), default=0.0)
+    if peak > 0:
+        items.append(("peak memory", f"{peak:.1f} GB (the largest training run)"))
     tokens = data.tokens
     if tokens["calls"] or data.cost_usd:
         items.append(("cost", f"${data.cost_usd:.2f}"))

@@ -108,8 +108,11 @@ class Sandbox(Protocol):
 
     def run(self, spec: RunSpec) -> RunResult: ...
 
-    def scratch(self, size_bytes: int) -> AbstractContextManager[Scratch]:
-        """A fresh scratch area of at most `size_bytes`, removed when the context ends."""
+    def scratch(
+        self, size_bytes: int, lifetime_s: float = 3600.0
+    ) -> AbstractContextManager[Scratch]:
+        """A fresh scratch area of at most `size_bytes`, removed when the context ends, and kept
+        no longer than `lifetime_s` even if the harness dies."""
         ...
 
 

@@ -1,6 +1,9 @@
 """Where untrusted code runs.
 
 docker_sandbox.py   one fresh, locked-down container per step, with a deadline and a classified result
+enforcer.py         PID 1 of every container: the deadline nothing inside can stop (run by its python3)
+deadline.py         the enforcer's command line, the fallback without python3, its status line
+attached.py         a container's exit code and output, taken although the engine removes it at exit
 hardening.py        every container's options in one place, the engine checks, the hardening report
 volumes.py          the size-capped output directory: a tmpfs volume per experiment and its keeper
 users.py            the uids of training, evaluation and call_train's workers

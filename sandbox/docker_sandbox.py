@@ -1,7 +1,9 @@
 """The Docker sandbox: one fresh, locked-down container per step, always removed.
 
-The deadline is enforced here, outside the code that might ignore it: when it passes, the
-container is killed, whatever runs inside.
+The deadline is enforced twice, outside the code that might ignore it: here, where the container
+is killed when it passes, and inside, by enforcer.py as the container's PID 1 a few seconds later,
+which nothing in the container can stop and which holds even when the harness is gone. Every
+container is created with AutoRemove, so it goes away at its end whoever is left to see it.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import InfrastructureFault, OvernightError
 from harness.seams import RunResult, RunSpec, RunStatus, Scratch
-from sandbox import volumes
+from sandbox import deadline, volumes
+from sandbox.attached import Attached
 from sandbox.hardening import Limits, container_options
 
 LABEL = "org.overnight"
@@ -35,16 +39,29 @@ class ImageMissing(SandboxError, InfrastructureFault):
     """The image went away in the middle of a night (someone removed it)."""
 
 
-INNER_GRACE_S = 5  # the in-container deadline trails the harness's own by this much
+INNER_GRACE_S = deadline.GRACE_S
+ENFORCER, TIMEOUT, UNWRAPPED = (
+    "enforcer",
+    "timeout",
+    "unwrapped",
+)  # how a container gets its deadline
 
 
 class DockerSandbox:
-    def __init__(self, limits: Limits, run_id: str, client=None, api_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        run_id: str,
+        client=None,
+        api_timeout: float = 60.0,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.limits = limits
         self.run_id = run_id
         self.api_timeout = api_timeout
+        self.say = say
         self._client = client
-        self._inner_deadline: dict[str, bool] = {}
+        self._modes: dict[str, str] = {}
 
     @property
     def client(self):
@@ -58,12 +75,8 @@ class DockerSandbox:
         import requests.exceptions
 
         try:
-            spec = self._with_inner_deadline(spec)
-            container = self._create(spec)
-            try:
-                return self._wait(container, spec)
-            finally:
-                _remove(container)
+            mode = self.deadline_mode(spec.image)
+            return self._run(_with_inner_deadline(spec, mode), mode)[0]
         except (requests.exceptions.RequestException, docker.errors.APIError) as err:
             self._drop_client()  # reconnect on the next call, the engine may have restarted
             raise EngineUnavailable(f"the Docker engine did not answer: {err}") from err
@@ -75,45 +88,65 @@ class DockerSandbox:
             with contextlib.suppress(Exception):
                 client.close()
 
-    def _with_inner_deadline(self, spec: RunSpec) -> RunSpec:
-        """Wrap the command in `timeout`, so the container dies on time even if the harness
-        itself is killed. Images without a `timeout` program run unwrapped."""
-        supported = self._inner_deadline.get(spec.image)
-        if supported is None:
-            probe = RunSpec(
-                spec.image, ["timeout", "5", "true"], [], {}, timeout_s=30, purpose="probe"
-            )
-            supported = self._wait_for(probe).status is RunStatus.OK
-            self._inner_deadline[spec.image] = supported
-        if not supported:
-            return spec
-        seconds = str(int(spec.timeout_s) + INNER_GRACE_S)
-        return replace(spec, command=["timeout", "-s", "KILL", seconds, *spec.command])
+    def deadline_mode(self, image: str) -> str:
+        """How containers of `image` get their inner deadline, asked once per image: the enforcer
+        as PID 1, else (no python3 to run it) `timeout -s KILL` under Docker's init, else none."""
+        import docker.errors
 
-    def _wait_for(self, spec: RunSpec) -> RunResult:
-        container = self._create(spec)
+        mode = self._modes.get(image)
+        if mode is None:
+            probe = RunSpec(image, deadline.keeper(0), [], {}, timeout_s=30, purpose="probe")
+            try:
+                status = self._run(probe, ENFORCER)[1]
+            except docker.errors.APIError as err:
+                if err.is_server_error():
+                    raise
+                status = None  # no python3: the engine could not start the command
+            mode = ENFORCER
+            if status is None:
+                fallback = RunSpec(image, ["timeout", "5", "true"], [], {}, 30, purpose="probe")
+                works = self._run(fallback, TIMEOUT)[0].status is RunStatus.OK
+                mode = TIMEOUT if works else UNWRAPPED
+                self.say(
+                    deadline.NO_ENFORCER.format(
+                        image=image, timeout=" and `timeout -s KILL`" if works else ""
+                    )
+                )
+            self._modes[image] = mode
+        return mode
+
+    def scratch(
+        self, size_bytes: int, lifetime_s: float = volumes.DEFAULT_LIFETIME_S
+    ) -> contextlib.AbstractContextManager[Scratch]:
+        """A tmpfs volume of `size_bytes`, kept mounted between the runs of one experiment
+        (at most `lifetime_s`, then its keeper ends even if the harness is gone)."""
+        return volumes.tmpfs_volume(self, size_bytes, lifetime_s)
+
+    def labels(self, purpose: str) -> dict[str, str]:
+        return {
+            LABEL: "1",
+            LABEL_RUN: self.run_id,
+            LABEL_PURPOSE: purpose,
+            LABEL_PID: str(os.getpid()),
+        }
+
+    def _run(self, spec: RunSpec, mode: str) -> tuple[RunResult, deadline.Status | None]:
+        container = self._create(spec, mode)
         try:
-            return self._wait(container, spec)
+            return self._wait(container, spec, mode)
         finally:
             _remove(container)
 
-    def scratch(self, size_bytes: int) -> contextlib.AbstractContextManager[Scratch]:
-        """A tmpfs volume of `size_bytes`, kept mounted between the runs of one experiment."""
-        return volumes.tmpfs_volume(self, size_bytes)
-
-    def _create(self, spec: RunSpec):
+    def _create(self, spec: RunSpec, mode: str):
         """A locked-down container for the spec; every option comes from `container_options`."""
         import docker.errors
 
-        labels = {
-            LABEL: "1",
-            LABEL_RUN: self.run_id,
-            LABEL_PURPOSE: spec.purpose,
-            LABEL_PID: str(os.getpid()),
-        }
         try:
             volumes.ensure_keepers(self, spec)
-            return self.client.containers.create(**container_options(spec, self.limits, labels))
+            options = container_options(
+                spec, self.limits, self.labels(spec.purpose), enforced=mode == ENFORCER
+            )
+            return self.client.containers.create(**options)
         except docker.errors.ImageNotFound as err:
             raise ImageMissing(
                 f"image {spec.image!r} is not on this machine: run `overnight image build` "
@@ -124,55 +157,69 @@ class DockerSandbox:
                 raise
             raise SandboxError(f"the Docker engine refused the container: {err}") from err
 
-    def _wait(self, container, spec: RunSpec) -> RunResult:
-        import requests.exceptions
-
-        container.start()
-        started = time.monotonic()
-        deadline = started + spec.timeout_s
-        peak = 0
-        exit_code: int | None = None
-        timed_out = False
-        interval = 0.1  # short at first, so the peak memory of a short run is seen
-        while True:
-            peak = max(peak, _cgroup_peak(container.id))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                _kill(container)
-                break
-            try:
-                exit_code = int(container.wait(timeout=min(remaining, interval))["StatusCode"])
-                break
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as err:
-                if not _is_timeout(err):
-                    raise
-                interval = min(interval * 2, 0.5)
-        wall = time.monotonic() - started
-        container.reload()
-        state = container.attrs.get("State", {})
-        if timed_out:
-            status, exit_code = RunStatus.TIMEOUT, None
-        elif state.get("OOMKilled") or (
-            exit_code == 137 and peak >= 0.95 * self.limits.memory_bytes
-        ):
-            status = RunStatus.OOM
-        elif exit_code == 0:
-            status = RunStatus.OK
-        else:
-            status = RunStatus.CRASH
-        return RunResult(
-            status=status,
-            exit_code=exit_code,
+    def _wait(self, container, spec: RunSpec, mode: str):
+        """Start the container and wait for its end (or kill it at the deadline): its result,
+        and the enforcer's status where the enforcer ran it."""
+        wait_for = spec.timeout_s + INNER_GRACE_S + 2 * self.api_timeout
+        attached = Attached(self.client, container, self.limits.output_cap_bytes, wait_for)
+        try:
+            container.start()
+            started = time.monotonic()
+            exit_code, peak, timed_out = self._watch(container, attached, started + spec.timeout_s)
+            wall = time.monotonic() - started
+            attached.finish(timeout=5)
+        finally:
+            attached.close()
+        status = deadline.parse(bytes(attached.stderr)) if mode == ENFORCER else None
+        output = attached.stdout if mode == ENFORCER else attached.merged
+        if status is not None:
+            peak = max(peak, status.peak_bytes)
+        result = RunResult(
+            status=self._classify(exit_code, timed_out, peak, status),
+            exit_code=None if timed_out else exit_code,
             wall_s=round(wall, 3),
-            output_tail=self._output_tail(container),
+            output_tail=bytes(output[-self.limits.output_cap_bytes :]).decode("utf-8", "replace"),
             peak_memory_bytes=peak,
         )
+        return result, status
 
-    def _output_tail(self, container) -> str:
-        raw = container.logs(stdout=True, stderr=True)
-        cap = self.limits.output_cap_bytes
-        return raw[-cap:].decode("utf-8", errors="replace")
+    def _watch(self, container, attached: Attached, deadline_at: float):
+        """Poll until the container is gone: (exit code, peak memory seen, whether it was
+        killed at the deadline)."""
+        peak, interval = 0, 0.1  # short at first, so the peak memory of a short run is seen
+        while True:
+            peak = max(peak, _cgroup_peak(container.id))
+            remaining = deadline_at - time.monotonic()
+            if remaining <= 0:
+                _kill(container)
+                return attached.exit_code(timeout=self.api_timeout), peak, True
+            exit_code = attached.exit_code(timeout=min(remaining, interval))
+            if exit_code is not None:
+                return exit_code, peak, False
+            interval = min(interval * 2, 0.5)
+
+    def _classify(
+        self, exit_code: int | None, timed_out: bool, peak: int, status: deadline.Status | None
+    ) -> RunStatus:
+        if timed_out or (status is not None and status.reason == "deadline" and exit_code != 0):
+            return RunStatus.TIMEOUT
+        if exit_code == 0:
+            return RunStatus.OK
+        if status is not None and status.oom_kills > 0:
+            return RunStatus.OOM
+        if exit_code == 137 and peak >= 0.95 * self.limits.memory_bytes:
+            return RunStatus.OOM  # the enforcer itself was killed, or there was none
+        return RunStatus.CRASH
+
+
+def _with_inner_deadline(spec: RunSpec, mode: str) -> RunSpec:
+    """The command under its in-container deadline, which trails the harness's by a grace."""
+    seconds = spec.timeout_s + INNER_GRACE_S
+    if mode == ENFORCER:
+        return replace(spec, command=deadline.enforced(spec.command, seconds))
+    if mode == TIMEOUT:
+        return replace(spec, command=deadline.with_timeout(spec.command, seconds))
+    return spec
 
 
 def connect(api_timeout: float = 60.0):
@@ -189,25 +236,6 @@ def connect(api_timeout: float = 60.0):
             f"cannot reach the Docker engine ({err}): start it, or check DOCKER_HOST"
         ) from err
     return client
-
-
-def _is_timeout(err: Exception) -> bool:
-    """A poll that ran out of time (reading, or connecting on a loaded machine), not a dead engine.
-
-    docker-py reports a wait() that timed out as a ConnectionError wrapping urllib3's timeout.
-    """
-    import requests.exceptions
-    import urllib3.exceptions
-
-    if isinstance(err, requests.exceptions.Timeout):
-        return True
-    for arg in err.args:
-        reason = getattr(arg, "reason", arg)  # MaxRetryError wraps the real cause
-        if isinstance(arg, urllib3.exceptions.TimeoutError) or isinstance(
-            reason, urllib3.exceptions.TimeoutError
-        ):
-            return True
-    return False
 
 
 def remove_leftovers(client, run_id: str | None = None) -> int:

@@ -35,8 +35,12 @@ class Limits:
     gpus: tuple[str, ...] = ()  # ("all",) or device ids
 
 
-def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> dict[str, Any]:
-    """The keyword arguments of `containers.create` for one run."""
+def container_options(
+    spec: RunSpec, limits: Limits, labels: dict[str, str], enforced: bool = True
+) -> dict[str, Any]:
+    """The keyword arguments of `containers.create` for one run. `enforced`: the command starts
+    with overnight's enforcer (deadline.py), which must be PID 1, so Docker's init is off; else
+    Docker's init (tini) reaps the children."""
     from docker.types import LogConfig, Ulimit
 
     half_cap = max(limits.output_cap_bytes // 2, 4096)
@@ -77,7 +81,8 @@ def container_options(spec: RunSpec, limits: Limits, labels: dict[str, str]) -> 
         "nano_cpus": int(limits.cpus * 1e9),
         "pids_limit": limits.pids,
         "ulimits": ulimits,
-        "init": True,
+        "init": not enforced,
+        "auto_remove": True,  # gone at its end, even with the harness dead (attached.py)
         # Docker keeps at most two files of half the cap: the tail survives a flood.
         "log_config": LogConfig(
             type="json-file", config={"max-size": str(half_cap), "max-file": "2"}
@@ -136,7 +141,8 @@ def _probe_gpus(client, limits: Limits, image: str) -> None:
     from sandbox.docker_sandbox import LABEL, LABEL_PURPOSE
 
     spec = RunSpec(image=image, command=["true"], mounts=[], env={}, timeout_s=30, purpose="probe")
-    options = container_options(spec, limits, {LABEL: "1", LABEL_PURPOSE: "probe"})
+    options = container_options(spec, limits, {LABEL: "1", LABEL_PURPOSE: "probe"}, False)
+    options["auto_remove"] = False  # waited for below, then removed
     container = client.containers.create(**options)
     try:
         container.start()
@@ -184,7 +190,11 @@ def hardening_report(
         f"memory: {_size(o['mem_limit'])}, swap included ({_size(o['memswap_limit'])})",
         f"processes: at most {o['pids_limit']}; cpus: {o['nano_cpus'] / 1e9:g}",
         f"files: at most {NOFILE} open, none larger than the output directory ({fsize} bytes)",
-        f"init process reaping children: {'on' if o['init'] else 'OFF'}",
+        "PID 1: overnight's deadline enforcer (reaps every process, kills them all at the "
+        "deadline; cannot be stopped, signalled or traced from inside)"
+        if not o["init"]
+        else "PID 1: Docker's init (NO ENFORCER: the image has no python3)",
+        f"containers removed at their end: {'yes, by the engine' if o['auto_remove'] else 'NO'}",
         f"container logs: json-file capped at 2 x {o['log_config'].config['max-size']} bytes; "
         f"output tail kept: {_size(limits.output_cap_bytes)}",
         "host: no Docker socket, no host paths beyond the mounts, no host environment variables",

@@ -75,8 +75,9 @@ class LocalSandbox:
         self.run_id = run_id
 
     @contextlib.contextmanager
-    def scratch(self, size_bytes: int) -> Iterator[Scratch]:
-        """A temporary folder; no file in it may outgrow `size_bytes` (RLIMIT_FSIZE)."""
+    def scratch(self, size_bytes: int, lifetime_s: float = 3600.0) -> Iterator[Scratch]:
+        """A temporary folder; no file in it may outgrow `size_bytes` (RLIMIT_FSIZE). Nothing
+        keeps it alive, so `lifetime_s` needs no enforcing here."""
         folder = tempfile.mkdtemp(prefix=f"overnight-scratch-{self.run_id}-")
         try:
             _give_to_runs(Path(folder))

@@ -2,33 +2,32 @@
 
 Docker unmounts a tmpfs volume, and so loses its files, when the last running container that
 uses it stops. So the first run that mounts the volume also starts a keeper: a locked-down
-container that only sleeps with the volume mounted read-only, so what training wrote is still
-there for the evaluator. The keeper and the volume go when the experiment's context ends;
-volumes left by a killed harness are removed by the next night.
+container that only waits with the volume mounted read-only, so what training wrote is still
+there for the evaluator. The keeper has a deadline of its own, the experiment's lifetime (it is
+the enforcer with no command; `sleep` in an image without python3), and is removed when the
+experiment's context ends, or by the engine when its deadline passes with the harness gone.
+Volumes (empty once no container mounts them) left by a killed harness go at the next night.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from harness.seams import RunSpec, RunStatus, Scratch, ScratchMount
+from harness.seams import RunSpec, Scratch, ScratchMount
+from sandbox.deadline import keeper
 from sandbox.hardening import container_options
 from sandbox.users import run_ids
 
-# `sleep` where the image has it; images without coreutils (distroless) still have python3.
-KEEPER_COMMANDS = (
-    ["sleep", "2147483647"],
-    ["python3", "-c", "import signal\nwhile True: signal.pause()"],
-)
-_KEEPER_TIMEOUT_S = 24 * 3600.0
+DEFAULT_LIFETIME_S = 3600.0  # a scratch area's lifetime when its user names none
 
 
 @contextlib.contextmanager
-def tmpfs_volume(sandbox: Any, size_bytes: int) -> Iterator[Scratch]:
+def tmpfs_volume(sandbox: Any, size_bytes: int, lifetime_s: float) -> Iterator[Scratch]:
     """A labelled tmpfs volume of `size_bytes` owned by the runs' uid (DockerSandbox.scratch)."""
     from sandbox.docker_sandbox import LABEL, LABEL_PID, LABEL_RUN
 
@@ -51,51 +50,42 @@ def tmpfs_volume(sandbox: Any, size_bytes: int) -> Iterator[Scratch]:
     scratch = Scratch(name=volume.name, size_bytes=size_bytes)
     keepers = _keepers(sandbox)
     keepers[scratch.name] = None
+    _lifetimes(sandbox)[scratch.name] = (time.monotonic(), lifetime_s)
     try:
         yield scratch
     finally:
         keeper = keepers.pop(scratch.name, None)
+        _lifetimes(sandbox).pop(scratch.name, None)
         if keeper is not None:
             _quietly(lambda: keeper.remove(force=True))
         _quietly(lambda: volume.remove(force=True))
 
 
 def ensure_keepers(sandbox: Any, spec: RunSpec) -> None:
-    """Before a run that mounts a scratch volume, start the volume's keeper if it has none yet."""
-    from sandbox.docker_sandbox import LABEL, LABEL_PID, LABEL_PURPOSE, LABEL_RUN
+    """Before a run that mounts a scratch volume, start the volume's keeper if it has none yet,
+    with what is left of the scratch area's lifetime as its deadline."""
+    from sandbox.docker_sandbox import ENFORCER
 
     keepers = _keepers(sandbox)
-    labels = {
-        LABEL: "1",
-        LABEL_RUN: sandbox.run_id,
-        LABEL_PURPOSE: "keeper",
-        LABEL_PID: str(os.getpid()),
-    }
     for mount in spec.mounts:
         if not isinstance(mount, ScratchMount) or keepers.get(mount.scratch.name, 1) is not None:
             continue
+        born, lifetime = _lifetimes(sandbox)[mount.scratch.name]
+        seconds = max(born + lifetime - time.monotonic(), 1.0)
+        mode = sandbox.deadline_mode(spec.image)
         keep = RunSpec(
             image=spec.image,
-            command=_keeper_command(sandbox, spec.image),
+            command=keeper(seconds) if mode == ENFORCER else ["sleep", f"{int(seconds)}"],
             mounts=[ScratchMount(mount.scratch, "/overnight/keep", read_only=True)],
             env={},
-            timeout_s=_KEEPER_TIMEOUT_S,
+            timeout_s=seconds,
             purpose="keeper",
         )
-        options = container_options(keep, sandbox.limits, labels)
-        keeper = keepers[mount.scratch.name] = sandbox.client.containers.create(**options)
-        keeper.start()
-
-
-def _keeper_command(sandbox: Any, image: str) -> list[str]:
-    """`sleep` if the image has it (asked once per image: the init process would hide a missing
-    program by exiting at once), else python3."""
-    chosen: dict[str, list[str]] = sandbox.__dict__.setdefault("_keeper_commands", {})
-    if image not in chosen:
-        probe = RunSpec(image, ["sleep", "0"], [], {}, timeout_s=30, purpose="probe")
-        works = sandbox.run(probe).status is RunStatus.OK
-        chosen[image] = KEEPER_COMMANDS[0] if works else KEEPER_COMMANDS[1]
-    return chosen[image]
+        options = container_options(
+            keep, sandbox.limits, sandbox.labels("keeper"), enforced=mode == ENFORCER
+        )
+        keeper_container = keepers[mount.scratch.name] = sandbox.client.containers.create(**options)
+        keeper_container.start()
 
 
 def remove_stale_volumes(client) -> int:
@@ -110,6 +100,11 @@ def remove_stale_volumes(client) -> int:
         if _quietly(lambda v=volume: v.remove(force=True)):
             removed += 1
     return removed
+
+
+def _lifetimes(sandbox: Any) -> dict[str, tuple[float, float]]:
+    """When each scratch area was made and how long it may live (monotonic seconds)."""
+    return sandbox.__dict__.setdefault("_scratch_lifetimes", {})
 
 
 def _keepers(sandbox: Any) -> dict[str, Any]:

@@ -351,7 +351,7 @@ def test_validate_reports_every_hardening_item_and_a_weaker_local_sandbox(
         "privileged: never",
         "memory: 4g, swap included",
         "processes: at most 512",
-        "init process reaping children: on",
+        "PID 1: overnight's deadline enforcer",
         "container logs: json-file capped",
         "no Docker socket, no host paths beyond the mounts, no host environment variables",
         "runtime: the engine default",

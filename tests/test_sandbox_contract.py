@@ -181,6 +181,7 @@ print("ifaces", sorted(name for _, name in socket.if_nameindex()))
 status = open("/proc/self/status").read()
 print([line for line in status.splitlines() if line.startswith(("CapEff", "NoNewPrivs"))])
 print("keys", [k for k in os.environ if "KEY" in k])
+print("pid 1", open("/proc/1/cmdline").read().split(chr(0))[:4])
 """
     (tmp_path / "ro").mkdir()
     os.environ["OVERNIGHT_TEST_SECRET_KEY"] = "must-not-leak"
@@ -199,6 +200,7 @@ print("keys", [k for k in os.environ if "KEY" in k])
     assert "tmp ok" in out and "no network" in out and "ifaces ['lo']" in out
     assert "CapEff:\\t0000000000000000" in out and "NoNewPrivs:\\t1" in out
     assert "keys []" in out
+    assert "pid 1 ['python3', '-I', '-S', '-c']" in out  # the enforcer, not Docker's init
     assert not (tmp_path / "ro" / "x").exists()
 
 
@@ -227,21 +229,51 @@ def test_gpus_on_an_engine_without_gpu_support_are_refused_in_one_line(
     assert "\n" not in str(refused.value) and "sandbox.gpus" in str(refused.value)
 
 
-def test_an_image_without_sleep_keeps_its_output_volume_with_python(docker_sandbox, monkeypatch):
-    from sandbox import volumes
-
-    monkeypatch.setattr(
-        volumes, "_keeper_command", lambda sandbox, image: volumes.KEEPER_COMMANDS[1]
-    )
-    env = {"OUT": "/overnight/out"}
-    with docker_sandbox.scratch(1 * MiB) as scratch:
+def test_the_output_volume_keeper_ends_by_its_own_deadline_and_is_removed(
+    docker_sandbox, docker_client
+):
+    """A keeper lives as long as the experiment may, not until someone removes it."""
+    keepers = {"label": [f"org.overnight.pid={os.getpid()}", "org.overnight.purpose=keeper"]}
+    with docker_sandbox.scratch(1 * MiB, lifetime_s=4) as scratch:
         writable = [ScratchMount(scratch, "/overnight/out", read_only=False)]
         docker_sandbox.run(python("open('/overnight/out/a', 'w').write('kept')", mounts=writable))
+        started = time.monotonic()
         read = docker_sandbox.run(
             python(
                 "print(open('/overnight/out/a').read())",
                 mounts=[ScratchMount(scratch, "/overnight/out")],
-                env=env,
             )
         )
-    assert read.output_tail.strip() == "kept"
+        assert read.output_tail.strip() == "kept"
+        assert docker_client.containers.list(filters=keepers)
+        while docker_client.containers.list(all=True, ignore_removed=True, filters=keepers):
+            assert time.monotonic() - started < 4 + 5, "the keeper outlived its deadline"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def image_without_python(docker_client):
+    """overnight's image with python3 deleted: what a user's minimal image may look like."""
+    name = f"overnight/test-no-python:{os.getpid()}"
+    builder = docker_client.containers.run(
+        DEFAULT_IMAGE, ["sh", "-c", "rm -f /usr/bin/python3*"], user="0:0", detach=True
+    )
+    try:
+        builder.wait(timeout=60)
+        builder.commit(*name.split(":"))
+    finally:
+        builder.remove(force=True)
+    yield name
+    docker_client.images.remove(name, force=True)
+
+
+def test_an_image_without_python3_runs_under_docker_init_and_timeout_and_says_so(
+    docker_client, no_leftover_containers, image_without_python
+):
+    said: list[str] = []
+    sandbox = DockerSandbox(LIMITS, run_id="test", client=docker_client, say=said.append)
+    spec = RunSpec(image_without_python, ["sh", "-c", "echo hi; sleep 60"], [], {}, timeout_s=2)
+    result = sandbox.run(spec)
+    assert result.status is RunStatus.TIMEOUT and "hi" in result.output_tail
+    assert sandbox.deadline_mode(image_without_python) == "timeout"
+    assert len(said) == 1 and "no python3" in said[0] and "timeout -s KILL" in said[0]
