@@ -20,6 +20,44 @@ QUICKSTART = REPO / "tasks" / "quickstart"
 LABEL = "org.overnight"
 
 
+# The layers: modules here (and every test run with the local backend) need no Docker engine,
+# so `pytest -m "not docker"` passes on a machine without one; every other test is marked
+# `docker`. `slow` marks the longest tests (CI runs them all).
+ENGINE_FREE = {
+    "test_decision",
+    "test_edit_bounds",
+    "test_edit_tool",
+    "test_image_recipes",
+    "test_ledger",
+    "test_local_workers",
+    "test_metric_choice",
+    "test_mutate_agent",
+    "test_prompt",
+    "test_providers",
+    "test_replay_script",
+    "test_task_config",
+    "test_wheel",
+}
+SLOW = {
+    "test_soak",
+    "test_tinygpt",
+    "test_crash_safety::test_killed_at_any_step_boundary_a_resumed_night_ends_as_an_uninterrupted_one",
+    "test_noise::test_killed_at_any_step_of_baseline_runs_and_remeasures_a_resumed_night_counts_each_once",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__ if item.module else ""
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        backends = {v for v in params.values() if v in ("docker", "local")}
+        local = backends == {"local"} or "engine_free" in item.keywords
+        if not local and (module not in ENGINE_FREE or "docker" in backends):
+            item.add_marker(pytest.mark.docker)
+        if module in SLOW or f"{module}::{item.originalname}" in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     import docker

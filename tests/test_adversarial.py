@@ -406,8 +406,9 @@ def host_snapshot(task: Path, watched: list[Path]) -> dict:
 
 
 @pytest.fixture(scope="module", params=["docker", "local"])
-def night(request, tmp_path_factory, docker_client) -> HostileNight:
+def night(request, tmp_path_factory) -> HostileNight:
     backend = request.param
+    docker_client = request.getfixturevalue("docker_client") if backend == "docker" else None
     base = tmp_path_factory.mktemp(f"hostile-{backend}")
     home_marker = Path.home() / f".overnight-adversarial-{uuid.uuid4().hex[:8]}"
     home_marker.write_text("host home\n")
@@ -474,8 +475,10 @@ def night(request, tmp_path_factory, docker_client) -> HostileNight:
         before=before,
         after=after,
         hook_marker=hook_marker,
-        containers_left=docker_client.containers.list(ignore_removed=True, all=True, filters=mine),
-        volumes_left=docker_client.volumes.list(filters=mine),
+        containers_left=docker_client.containers.list(ignore_removed=True, all=True, filters=mine)
+        if docker_client
+        else [],
+        volumes_left=docker_client.volumes.list(filters=mine) if docker_client else [],
     )
 
 

@@ -42,6 +42,7 @@ def rows(*statuses: Verdict, seconds: float = 10.0) -> list[ExperimentRecord]:
         ((D, T), 1),
     ],
 )
+@pytest.mark.engine_free
 def test_consecutive_failures_count_crashes_and_timeouts_from_the_end(statuses, expected):
     assert consecutive_failures(rows(*statuses)) == expected
 
@@ -65,6 +66,7 @@ def test_consecutive_failures_count_crashes_and_timeouts_from_the_end(statuses, 
         (Budget(max_consecutive_crashes=0), rows(C, C, C), 0.0, None),
     ],
 )
+@pytest.mark.engine_free
 def test_a_budget_says_why_the_next_experiment_must_not_start(budget, ledger, now, stops):
     reason = budget.exhausted(ledger, now)
     if stops is None:
@@ -73,6 +75,7 @@ def test_a_budget_says_why_the_next_experiment_must_not_start(budget, ledger, no
         assert reason is not None and reason.startswith(stops)
 
 
+@pytest.mark.engine_free
 def test_the_expected_length_of_an_experiment_is_the_longest_recent_one_with_margin():
     ledger = rows(D, D, seconds=20.0)
     assert expected_seconds(ledger) == pytest.approx(23.0)
@@ -87,16 +90,19 @@ def test_the_expected_length_of_an_experiment_is_the_longest_recent_one_with_mar
         ("23:00", datetime.datetime(2026, 11, 26, 23, 0), datetime.datetime(2026, 11, 27, 23, 0)),
     ],
 )
+@pytest.mark.engine_free
 def test_until_means_the_next_time_the_clock_shows_it(clock, now, expected):
     assert until_deadline(clock, now) == expected
 
 
 @pytest.mark.parametrize("clock", ["7", "25:00", "07:61", "seven"])
+@pytest.mark.engine_free
 def test_until_rejects_what_is_not_a_time(clock):
     with pytest.raises(ValueError, match="HH:MM"):
         until_deadline(clock, datetime.datetime(2026, 11, 26, 23, 0))
 
 
+@pytest.mark.engine_free
 def test_pauses_back_off_then_stop_at_the_limit_without_calling_it_a_result():
     waits: list[float] = []
     calls = 0
@@ -115,6 +121,7 @@ def test_pauses_back_off_then_stop_at_the_limit_without_calling_it_a_result():
     assert calls == 5
 
 
+@pytest.mark.engine_free
 def test_pauses_resume_when_the_fault_clears():
     attempts = iter([InfrastructureFault("down"), InfrastructureFault("down"), "result"])
     resumed: list[float] = []

@@ -51,6 +51,7 @@ def test_folders_3000_deep_are_refused_and_the_night_goes_on(backend, tmp_path, 
     assert not scratch.exists() or not any(scratch.iterdir())
 
 
+@pytest.mark.engine_free
 def test_walk_stops_at_its_depth_and_remove_takes_any_depth(tmp_path):
     top = tmp_path / "top"
     top.mkdir()

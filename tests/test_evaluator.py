@@ -168,9 +168,9 @@ def call_train_task(tmp_path: Path, backend: str) -> Path:
 
 
 @pytest.mark.parametrize("backend", ["docker", "local"])
-def test_call_train_runs_train_code_isolated_from_the_evaluator(
-    tmp_path, capsys, backend, no_leftover_containers
-):
+def test_call_train_runs_train_code_isolated_from_the_evaluator(tmp_path, capsys, backend, request):
+    if backend == "docker":
+        request.getfixturevalue("no_leftover_containers")
     task = call_train_task(tmp_path, backend)
     script = write_script(
         tmp_path / "s.jsonl",

@@ -477,6 +477,7 @@ OK_RUN = RunResult(RunStatus.OK, 0, 1.0, "")
         ("1.5", "the evaluator's result is not a JSON object"),
     ],
 )  # fmt: skip
+@pytest.mark.engine_free
 def test_the_harness_takes_only_json_numbers_and_known_failure_kinds_from_the_result_file(
     tmp_path, payload, note
 ):
@@ -487,6 +488,7 @@ def test_the_harness_takes_only_json_numbers_and_known_failure_kinds_from_the_re
     assert (metrics == {"loss": 1.5, "n": 3.0}) if not note else metrics == {}
 
 
+@pytest.mark.engine_free
 def test_the_output_check_refuses_deep_and_crowded_folders_without_raising(tmp_path):
     deep = tmp_path / "deep"
     deep.mkdir()

@@ -32,6 +32,7 @@ def copy_noisy(tmp_path, toml: str | None = None):
     return committed_repo(task)
 
 
+@pytest.mark.engine_free
 def test_the_noise_is_the_spread_of_the_baseline_runs_and_zero_for_a_deterministic_metric():
     rows = [row(0, 1.0, KEEP), row(0, 1.2, AGAIN), row(0, 0.8, AGAIN), row(0, None, AGAIN)]
     assert noise_estimate(rows) == pytest.approx(0.2)  # the failed run is not counted
@@ -40,6 +41,7 @@ def test_the_noise_is_the_spread_of_the_baseline_runs_and_zero_for_a_determinist
     assert noise_estimate([row(0, 1.0, KEEP)]) is None  # noise_runs = 1: nothing measured
 
 
+@pytest.mark.engine_free
 def test_a_lucky_best_sinks_back_to_the_mean_of_its_runs():
     rows = [row(0, 1.0, KEEP, "base"), row(1, 1.1, DISCARD), row(2, 0.5, KEEP, "lucky")]
     assert current_best(rows).metric == 0.5
@@ -55,6 +57,7 @@ def test_a_lucky_best_sinks_back_to_the_mean_of_its_runs():
     assert current_best([*rows, row(5, 0.6, KEEP, "new")]).metric == 0.6
 
 
+@pytest.mark.engine_free
 def test_a_remeasure_is_due_once_after_every_nth_experiment_and_is_not_a_proposal():
     rows = [row(0, 1.0, KEEP), row(0, 1.0, AGAIN), row(1, 0.9, DISCARD), row(2, 0.9, DISCARD)]
     assert not remeasure_due(rows[:3], 2) and remeasure_due(rows, 2)
@@ -75,6 +78,7 @@ def test_a_remeasure_is_due_once_after_every_nth_experiment_and_is_not_a_proposa
         ("noise_runs = 0\n", "overnight.toml: noise_runs"),
     ],
 )  # fmt: skip
+@pytest.mark.engine_free
 def test_a_threshold_in_sigmas_without_measured_noise_is_refused_in_one_line(
     tmp_path, capsys, toml, message
 ):

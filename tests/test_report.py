@@ -279,6 +279,7 @@ def synthetic_night(folder: Path, rows: list[tuple], config=None) -> Path:
     return folder
 
 
+@pytest.mark.engine_free
 def test_noise_shows_in_the_headline_only_when_it_was_measured(tmp_path):
     rows = [("keep", 1.0, "baseline"), ("keep", 1.5, "a"), ("discard", 1.2, "b")]
     quiet = synthetic_night(tmp_path / "t" / ".overnight" / "quiet", rows)
@@ -289,6 +290,7 @@ def test_noise_shows_in_the_headline_only_when_it_was_measured(tmp_path):
     assert "- **improvement**: +50.00%, +5.0 × noise\n" in (noisy / "report.md").read_text()
 
 
+@pytest.mark.engine_free
 def test_a_thousand_experiments_are_reported_well_within_a_few_seconds(tmp_path):
     import importlib.util
 
@@ -309,6 +311,7 @@ def test_a_thousand_experiments_are_reported_well_within_a_few_seconds(tmp_path)
     assert "1000 run" in (folder / "report.md").read_text()
 
 
+@pytest.mark.engine_free
 def test_a_model_agents_cost_tokens_and_phase_times_come_from_the_events(tmp_path):
     rows = [("keep", 1.0, "baseline"), ("keep", 1.2, "a", 0.1), ("skipped", None, "b", 0.025)]
     folder = synthetic_night(tmp_path / "t" / ".overnight" / "model", rows)

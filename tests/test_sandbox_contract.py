@@ -22,9 +22,11 @@ LIMITS = Limits(
 
 
 @pytest.fixture(params=["docker", "local"])
-def sandbox(request, docker_client, no_leftover_containers):
+def sandbox(request):
+    """Each backend; the local one needs no engine (it is for machines without one)."""
     if request.param == "docker":
-        return DockerSandbox(LIMITS, run_id="test", client=docker_client)
+        request.getfixturevalue("no_leftover_containers")
+        return DockerSandbox(LIMITS, run_id="test", client=request.getfixturevalue("docker_client"))
     return LocalSandbox(LIMITS, run_id="test")
 
 

@@ -105,6 +105,7 @@ def assert_no_escape(printed: str) -> None:
 
 
 @pytest.mark.parametrize("name", BAD)
+@pytest.mark.engine_free
 def test_printable_text_keeps_newlines_and_tabs_and_shows_every_other_control(name) -> None:
     shown = untrusted.printable(BAD[name])
 
@@ -115,6 +116,7 @@ def test_printable_text_keeps_newlines_and_tabs_and_shows_every_other_control(na
 
 
 @pytest.mark.parametrize("name", BAD)
+@pytest.mark.engine_free
 def test_a_description_becomes_one_short_printable_line(name) -> None:
     line = untrusted.first_line(BAD[name])
 
@@ -127,6 +129,7 @@ def test_a_description_becomes_one_short_printable_line(name) -> None:
 
 
 @pytest.mark.parametrize("depth", [600, 100_000])
+@pytest.mark.engine_free
 def test_json_nested_deeper_than_any_reader_allows_is_read_with_a_note(depth) -> None:
     raw = '{"command": "view", "x": ' + "[" * depth + "]" * depth + ', "n": ' + "9" * 5000 + "}"
 
@@ -137,6 +140,7 @@ def test_json_nested_deeper_than_any_reader_allows_is_read_with_a_note(depth) ->
     assert f"nested deeper than {untrusted.MAX_DEPTH} levels" in json.dumps(value)
 
 
+@pytest.mark.engine_free
 def test_what_is_logged_of_one_proposal_stays_within_its_size_limit() -> None:
     calls = [{"input": {"content": "\x1b" * 20_000}, "output": "x" * 20_000} for _ in range(1_000)]
 
@@ -146,6 +150,7 @@ def test_what_is_logged_of_one_proposal_stays_within_its_size_limit() -> None:
     assert "over its size limit" in logged and "\\u001b" not in logged
 
 
+@pytest.mark.engine_free
 def test_malformed_json_still_raises_as_json_does() -> None:
     with pytest.raises(json.JSONDecodeError):
         untrusted.loads('{"command": ' + "[" * 100_000)
