@@ -7,14 +7,13 @@ what the ledger says, and an experiment without a ledger row is simply run again
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
-from harness import agent_context, untrusted
+from harness import agent_context, run_files, untrusted
 from harness.budget import Budget
 from harness.config import Settings, parse_size
 from harness.crashpoints import crashpoint
@@ -40,7 +39,6 @@ from harness.seams import (
     Agent,
     Direction,
     ExperimentRecord,
-    Proposal,
     ProposalContext,
     Repairer,
     RepairRequest,
@@ -54,6 +52,15 @@ from harness.task import Task
 
 T = TypeVar("T")
 REPAIR_TAIL_CHARS = 4000  # of a crashed run's output, shown to the agent for a repair
+
+
+@dataclass
+class _Candidate:
+    """A proposed train.py committed on the branch; a repair replaces its editor and commit."""
+
+    editor: TrainEditor
+    commit: str
+    description: str
 
 
 class DiskFull(InfrastructureFault):
@@ -335,14 +342,34 @@ class Night:
         """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
         best = self.best
         assert best is not None
+        candidate = self._propose(number)
+        if not isinstance(candidate, _Candidate):
+            return candidate  # why the night stops, or None: recorded as skipped
+        try:
+            measurement, verdict = self._try(number, candidate, best)
+        except BaseException:
+            # An abort or a stop while paused: never leave a candidate as the branch head.
+            self.worktree.discard(candidate.commit, self.best_commit, number)
+            self.run_dir.event("interrupted", experiment=number, commit=candidate.commit)
+            raise
+        if verdict is Verdict.KEEP:
+            self.best_commit = candidate.commit
+        else:
+            self.worktree.discard(candidate.commit, self.best_commit, number)
+        crashpoint("git decided")
+        self._record(number, candidate.commit, measurement, verdict, candidate.description)
+        crashpoint("recorded")
+        return None
+
+    def _propose(self, number: int) -> _Candidate | str | None:
+        """Ask the agent for a change; a runnable one is committed as the candidate. Otherwise
+        why the night stops, or None once the proposal is recorded as skipped."""
         base_source = self.worktree.read_train()
         self.view.phase(number, "proposing")
         started = time.monotonic()
         allowed = self.settings.agent.proposal_timeout
-        deadline = time.monotonic() + allowed
-        edit = self.settings.edit
-        editor = TrainEditor(base_source, edit.max_calls, edit.max_bytes, deadline)
-        context = replace(self._context(number, base_source), deadline=deadline)
+        editor = self._editor(base_source, started + allowed)
+        context = replace(self._context(number, base_source), deadline=started + allowed)
         try:
             proposal = self.agent.propose(context, editor)
         except StopNight as stop:
@@ -350,15 +377,15 @@ class Night:
             return str(stop)
         if proposal is None:
             return "the agent has no more proposals"
-        late = time.monotonic() > deadline
+        seconds = time.monotonic() - started
         self.usage = proposal.usage
-        description = self._log_proposal(number, proposal, editor, time.monotonic() - started)
+        description = run_files.log_proposal(self.run_dir, number, proposal, editor, seconds)
         if proposal.notes is not None:
             agent_context.write_notes(self.run_dir, untrusted.valid(proposal.notes))
         crashpoint("proposal logged")
         problem = (
             f"proposal_timeout of {allowed:g}s reached"
-            if late
+            if seconds > allowed
             else proposal.not_run or _unrunnable(base_source, editor.source)
         )
         if problem:
@@ -370,86 +397,71 @@ class Night:
         self.run_dir.write_artifact(
             number, "diff.patch", self.worktree.diff(self.best_commit, commit)
         )
-        try:
-            measurement = self._pausing(lambda: self._measure(number, editor.source))
+        return _Candidate(editor, commit, description)
+
+    def _try(
+        self, number: int, candidate: _Candidate, best: ExperimentRecord
+    ) -> tuple[Measurement, Verdict]:
+        """Measure the candidate (a crash may be repaired by the agent first), then decide; a
+        new best is confirmed when confirm_runs asks for it."""
+        assert best.metric is not None
+        margin = self.margin(best.metric)
+        repairs = 0
+        while True:
+            source = candidate.editor.source
+            measurement = self._pausing(lambda s=source: self._measure(number, s))
             crashpoint("measured")
-            assert best.metric is not None
-            margin = self.margin(best.metric)
             verdict = decide(
                 measurement.train.status, measurement.metric, best.metric, self.direction, margin
             )
-            repairs = 0
-            while measurement.train.status is RunStatus.CRASH and repairs < self._repairs_allowed:
-                repaired = self._repair(number, commit, editor.source, description, repairs + 1)
-                if repaired is None:
-                    break
-                repairs += 1
-                editor, commit = repaired
-                measurement = self._pausing(lambda e=editor: self._measure(number, e.source))
-                verdict = decide(
-                    measurement.train.status,
-                    measurement.metric,
-                    best.metric,
-                    self.direction,
-                    margin,
-                )
-            if repairs:
-                description += f" [repaired {repairs}x]"
-            if verdict is Verdict.DISCARD and _better(measurement.metric, best.metric, self):
-                description += (
-                    f" [within the noise: {measurement.metric:.6g} is not better than "
-                    f"{best.metric:.6g} by more than {margin:.3g} ({self.settings.min_improvement})]"
-                )
-            if verdict is Verdict.KEEP and self.settings.confirm_runs:
-                measurement, verdict = self._confirm(number, editor.source, measurement, best)
-                description += f" [{measurement.note}]"
-        except BaseException:
-            # An abort or a stop while paused: never leave a candidate as the branch head.
-            self.worktree.discard(commit, self.best_commit, number)
-            self.run_dir.event("interrupted", experiment=number, commit=commit)
-            raise
-        if verdict is Verdict.KEEP:
-            self.best_commit = commit
-        else:
-            self.worktree.discard(commit, self.best_commit, number)
-        crashpoint("git decided")
-        self._record(number, commit, measurement, verdict, description)
-        crashpoint("recorded")
-        return None
+            crashed = measurement.train.status is RunStatus.CRASH
+            if not crashed or repairs >= self._repairs_allowed:
+                break
+            if not self._repair(number, candidate, repairs + 1):
+                break
+            repairs += 1
+        if repairs:
+            candidate.description += f" [repaired {repairs}x]"
+        if verdict is Verdict.DISCARD and _better(measurement.metric, best.metric, self):
+            candidate.description += (
+                f" [within the noise: {measurement.metric:.6g} is not better than "
+                f"{best.metric:.6g} by more than {margin:.3g} ({self.settings.min_improvement})]"
+            )
+        if verdict is Verdict.KEEP and self.settings.confirm_runs:
+            measurement, verdict = self._confirm(number, candidate.editor.source, measurement, best)
+            candidate.description += f" [{measurement.note}]"
+        return measurement, verdict
+
+    def _editor(self, source: str, deadline: float) -> TrainEditor:
+        edit = self.settings.edit
+        return TrainEditor(source, edit.max_calls, edit.max_bytes, deadline)
 
     @property
     def _repairs_allowed(self) -> int:
-        return (
-            getattr(self.settings.agent, "repair_attempts", 0)
-            if isinstance(self.agent, Repairer)
-            else 0
-        )
+        if not isinstance(self.agent, Repairer):
+            return 0
+        return getattr(self.settings.agent, "repair_attempts", 0)
 
-    def _repair(
-        self, number: int, commit: str, source: str, description: str, attempt: int
-    ) -> tuple[TrainEditor, str] | None:
+    def _repair(self, number: int, candidate: _Candidate, attempt: int) -> bool:
         """Show the crash to the agent in the conversation that proposed it; if it fixes the
-        candidate, run the fix in its place (same tool, scope and sandbox). None: not repaired."""
+        candidate, the fix takes its place (same tool, scope and sandbox). False: not repaired."""
         assert isinstance(self.agent, Repairer)
         self.view.phase(number, "repairing")
         started = time.monotonic()
-        edit = self.settings.edit
         deadline = started + self.settings.agent.proposal_timeout
-        editor = TrainEditor(source, edit.max_calls, edit.max_bytes, deadline)
-        folder = self.run_dir.experiment_dir(number)
-        output = (folder / "output.txt").read_text(encoding="utf-8", errors="replace")
-        tail = _last_lines(output, 60)[-REPAIR_TAIL_CHARS:]  # what the agent may see of a run
+        source = candidate.editor.source
+        editor = self._editor(source, deadline)
+        tail = _last_lines(run_files.read_output(self.run_dir, number), 60)[-REPAIR_TAIL_CHARS:]
         spent = sum(r.cost_usd for r in self.rows)
-        request = RepairRequest(number, "crash", tail, spent, deadline)
-        proposal = self.agent.repair(request, editor)
+        proposal = self.agent.repair(RepairRequest(number, "crash", tail, spent, deadline), editor)
         if proposal is not None:
             self.usage += proposal.usage
-        late = time.monotonic() > deadline
+            run_files.write_transcript(self.run_dir, number, proposal, editor)
         problem = (
             "the agent could not continue its conversation"
             if proposal is None
             else "proposal_timeout reached"
-            if late
+            if time.monotonic() > deadline
             else proposal.ended or proposal.not_run or _unrunnable(source, editor.source)
         )
         self.run_dir.event(
@@ -461,52 +473,20 @@ class Night:
             calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
             usage=asdict(proposal.usage) if proposal else None,
         )
-        if proposal is not None:
-            self._log_transcript(number, proposal, editor)
         if problem:
-            return None
-        for name in ("output.txt", "evaluate.txt", "diff.patch"):  # the crashed run's, kept aside
-            if (folder / name).exists():
-                stem, suffix = name.split(".")
-                (folder / name).replace(folder / f"{stem}-crash-{attempt}.{suffix}")
-        self.worktree.keep_ref(commit, number, kind=f"crashed/{attempt}")
+            return False
+        run_files.set_aside_crashed(self.run_dir, number, attempt)
+        self.worktree.keep_ref(candidate.commit, number, kind=f"crashed/{attempt}")
         self.worktree.reset_to(self.best_commit)
-        fixed = self.worktree.commit_candidate(editor.source, f"{description} [repair {attempt}]")
+        candidate.commit = self.worktree.commit_candidate(
+            editor.source, f"{candidate.description} [repair {attempt}]"
+        )
+        candidate.editor = editor
         crashpoint("repair committed")
         self.run_dir.write_artifact(
-            number, "diff.patch", self.worktree.diff(self.best_commit, fixed)
+            number, "diff.patch", self.worktree.diff(self.best_commit, candidate.commit)
         )
-        return editor, fixed
-
-    def _log_proposal(
-        self, number: int, proposal: Proposal, editor: TrainEditor, seconds: float
-    ) -> str:
-        """Write the transcript and the proposal event; returns the one-line description.
-        The proposal is untrusted: only printable, bounded copies of its text go anywhere."""
-        description = untrusted.first_line(proposal.description) or "(no description)"
-        calls = _logged_calls(editor)
-        self._log_transcript(number, proposal, editor)
-        self.run_dir.event(
-            "proposal",
-            experiment=number,
-            description=description,
-            seconds=round(seconds, 3),
-            ended=proposal.ended or "the agent replied",
-            calls=calls,
-            usage=asdict(proposal.usage),
-        )
-        return description
-
-    def _log_transcript(self, number: int, proposal: Proposal, editor: TrainEditor) -> None:
-        """transcript.json: the agent's conversation and the calls of its latest editor (a
-        repair's conversation holds the proposal's, so the latest write is the whole story)."""
-        transcript = {
-            "description": untrusted.logged(proposal.description),
-            "ended": proposal.ended or "the agent replied",
-            "calls": _logged_calls(editor),
-            "messages": untrusted.logged(proposal.transcript),
-        }
-        self.run_dir.write_artifact(number, "transcript.json", json.dumps(transcript, indent=1))
+        return True
 
     def _context(self, number: int, source: str) -> ProposalContext:
         best = self.best
@@ -571,14 +551,15 @@ class Night:
             if remeasure
             else ""
         )
-        output = _agent_output(
-            measurement, self.settings.metric, shown, self.settings.show_evaluator_output
+        run_files.write_outputs(
+            self.run_dir,
+            number,
+            suffix,
+            measurement,
+            self.settings.metric,
+            shown,
+            self.settings.show_evaluator_output,
         )
-        self.run_dir.write_artifact(number, f"output{suffix}.txt", output)
-        if measurement.evaluation is not None:
-            self.run_dir.write_artifact(
-                number, f"evaluate{suffix}.txt", _evaluator_output(measurement)
-            )
         train = measurement.train
         self.run_dir.event(
             "run",
@@ -640,37 +621,6 @@ class Night:
             self.on_record(row)
 
 
-def _agent_output(
-    measurement: Measurement, metric: str | None, shown: float | None, show: bool
-) -> str:
-    """What the agent may read of one run: the training's output, the evaluator's only with
-    show_evaluator_output, and last (so a cut tail keeps it) the harness's words on the metric."""
-    train = measurement.train
-    text = (
-        f"# train.py ({train.status.value}, exit {train.exit_code}, {train.wall_s:.1f}s)\n"
-        f"{train.output_tail}"
-    )
-    if measurement.evaluation is not None and show:
-        text += "\n# the evaluator's output (show_evaluator_output = true):\n"
-        text += _evaluator_output(measurement)
-    elif measurement.evaluation is not None:
-        text += "\n# (the evaluator's own output is kept for the human in evaluate.txt)"
-    if shown is not None:
-        return text + f"\n# overnight: {metric} = {shown:.6g}\n"
-    if measurement.note:
-        return text + f"\n# overnight: no valid metric: {measurement.note}\n"
-    return text + "\n"
-
-
-def _evaluator_output(measurement: Measurement) -> str:
-    ev = measurement.evaluation
-    assert ev is not None
-    head = f"# evaluate ({ev.status.value}, exit {ev.exit_code}, {ev.wall_s:.1f}s)\n"
-    if measurement.detail:
-        head += f"# {measurement.note}: {measurement.detail}\n"
-    return head + ev.output_tail
-
-
 def _better(metric: float | None, best: float, night: Night) -> bool:
     return metric is not None and is_better(metric, best, night.direction)
 
@@ -689,17 +639,6 @@ def _unrunnable(base: str, source: str) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
         return f"does not compile: {type(err).__name__}: {err}"
     return ""
-
-
-def _logged_calls(editor: TrainEditor) -> list[dict[str, Any]]:
-    return [
-        {
-            "input": untrusted.logged(o.call.input),
-            "output": untrusted.logged(o.output),
-            "is_error": o.is_error,
-        }
-        for o in editor.outcomes
-    ]
 
 
 def _last_lines(text: str, count: int) -> str:
