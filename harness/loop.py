@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from harness import agent_context, run_files, untrusted
@@ -33,7 +34,7 @@ from harness.noise import (
     remeasure_due,
     runs_of_best,
 )
-from harness.pauses import PausePolicy, with_pauses
+from harness.pauses import Pauses, policy_of
 from harness.runstate import write_state
 from harness.seams import (
     Agent,
@@ -96,11 +97,12 @@ class Night:
         self.usage = Usage()  # of the proposal being run
         self.on_record: Callable[[ExperimentRecord], None] | None = None  # after each ledger row
         self.signals = StopSignals(on_first=self._stop_requested)
-        night = settings.night
-        self.pauses = PausePolicy(
-            first_delay_s=night.pause_first_delay,
-            max_delay_s=night.pause_max_delay,
-            max_pause_s=night.max_pause_minutes * 60,
+        self.pauses = Pauses(
+            policy_of(settings.night),
+            run_dir.event,
+            lambda state, **info: write_state(run_dir.root, state, **info),
+            view.message,
+            self._sleep,
         )
 
     @property
@@ -161,18 +163,8 @@ class Night:
             f"{name}: finishing the current experiment, then stopping (again to abort now)"
         )
 
-    def _pausing(self, action):
-        return with_pauses(action, self.pauses, self._on_pause, self._on_resume, self._sleep)
-
-    def _on_pause(self, reason: str, delay: float) -> None:
-        self.run_dir.event("pause", reason=reason, retry_in_s=delay)
-        write_state(self.run_dir.root, "paused", reason=reason)
-        self.view.message(f"paused: {reason}; retrying in {delay:.0f}s")
-
-    def _on_resume(self, paused_s: float) -> None:
-        self.run_dir.event("resume", paused_s=paused_s)
-        write_state(self.run_dir.root, "running")
-        self.view.message(f"resumed after {paused_s:.0f}s")
+    def _pausing(self, action: Callable[[], T]) -> T:
+        return self.pauses.run(action)
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -408,8 +400,7 @@ class Night:
         margin = self.margin(best.metric)
         repairs = 0
         while True:
-            source = candidate.editor.source
-            measurement = self._pausing(lambda s=source: self._measure(number, s))
+            measurement = self._pausing(partial(self._measure, number, candidate.editor.source))
             crashpoint("measured")
             verdict = decide(
                 measurement.train.status, measurement.metric, best.metric, self.direction, margin
@@ -521,7 +512,7 @@ class Night:
         """Re-run a new best `confirm_runs` times; every run must beat the previous best."""
         runs = [first]
         for index in range(1, self.settings.confirm_runs + 1):
-            runs.append(self._pausing(lambda i=index: self._measure(number, source, i)))
+            runs.append(self._pausing(partial(self._measure, number, source, index)))
         metrics = [r.metric if r.train.status is RunStatus.OK else None for r in runs]
         assert best.metric is not None
         verdict, metric, note = confirm(
