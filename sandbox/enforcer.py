@@ -124,6 +124,11 @@ def status_line(reason, code, dumpable_off):
 
 
 def main(argv):
+    if os.getpid() != 1:
+        # kill(-1) is only safe from PID 1 of a container's own pid namespace: anywhere else
+        # (a host shell, say) it would kill every process the user may signal.
+        os.write(2, b"overnight enforcer: not PID 1 of a container; refusing to run\n")
+        return 2
     seconds = float(argv[0])
     command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
     deadline = time.monotonic() + seconds

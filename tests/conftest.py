@@ -27,6 +27,7 @@ ENGINE_FREE = {
     "test_decision",
     "test_edit_bounds",
     "test_edit_tool",
+    "test_enforcer_guard",
     "test_image_recipes",
     "test_ledger",
     "test_local_workers",
