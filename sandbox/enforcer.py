@@ -36,7 +36,7 @@ _PEAK_FILES = ("/sys/fs/cgroup/memory.peak", "/sys/fs/cgroup/memory/memory.max_u
 _OOM_FILES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
 
-def nondumpable():
+def nondumpable() -> bool:
     try:
         import ctypes
 
@@ -45,7 +45,7 @@ def nondumpable():
         return False
 
 
-def start(command):
+def start(command: "list[str]") -> int:
     """Fork and exec the command, its stderr joined to its stdout, with default signals."""
     child = os.fork()
     if child:
@@ -61,7 +61,7 @@ def start(command):
     os._exit(127)
 
 
-def reap(main):
+def reap(main: "int | None") -> "int | None":
     """Collect every child that ended; the status of `main` if it was one of them."""
     found = None
     while True:
@@ -75,13 +75,13 @@ def reap(main):
             found = status
 
 
-def exit_code(status):
+def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
-def kill_the_rest():
+def kill_the_rest() -> None:
     try:
         os.kill(-1, signal.SIGKILL)
     except OSError:
@@ -95,7 +95,7 @@ def kill_the_rest():
             return
 
 
-def first_number(paths, key=None):
+def first_number(paths: "tuple[str, ...]", key: "str | None" = None) -> "int | None":
     for path in paths:
         try:
             with open(path) as handle:
@@ -111,7 +111,7 @@ def first_number(paths, key=None):
     return None
 
 
-def status_line(reason, code, dumpable_off):
+def status_line(reason: str, code: int, dumpable_off: bool) -> str:
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     peak = first_number(_PEAK_FILES)
     oom_kills = first_number(_OOM_FILES, "oom_kill") or 0
@@ -123,7 +123,7 @@ def status_line(reason, code, dumpable_off):
     )
 
 
-def main(argv):
+def main(argv: "list[str]") -> int:
     if os.getpid() != 1:
         # kill(-1) is only safe from PID 1 of a container's own pid namespace: anywhere else
         # (a host shell, say) it would kill every process the user may signal.

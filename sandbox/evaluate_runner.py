@@ -18,6 +18,8 @@ neither the private data, nor the result file, nor the evaluator's memory. The r
 file only the evaluator can write; nothing the training run printed counts.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -25,11 +27,15 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# how evaluate() reaches call_train's workers: (request, timeout, max_bytes) -> (status, detail, reply)
+Channel = Callable[[bytes, float, int], tuple[str, str, bytes]]
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     for name in ("prepare_dir", "output_dir", "result_file", "metric"):
         parser.add_argument(name)
@@ -42,29 +48,29 @@ def parse_args(argv):
 # --- before prepare.py is imported ------------------------------------------------------------
 
 
-def forbid_pickle():
+def forbid_pickle() -> None:
     """Make every way to unpickle raise: pickle, _pickle and numpy's allow_pickle path use them."""
     import _pickle
     import pickle
 
-    def refuse(*args, **kwargs):
+    def refuse(*args: object, **kwargs: object) -> Any:
         raise pickle.UnpicklingError(
             "overnight: loading pickles is switched off in the evaluator (an artifact could run "
             "code); save arrays with numpy.save and load them with allow_pickle=False"
         )
 
     class RefusingUnpickler:
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: object, **kwargs: object) -> None:
             refuse()
 
     for module in (pickle, _pickle):
-        module.load = module.loads = refuse
-        module.Unpickler = RefusingUnpickler
-    pickle._load = pickle._loads = refuse
-    pickle._Unpickler = RefusingUnpickler
+        module.load = module.loads = refuse  # type: ignore[attr-defined]
+        module.Unpickler = RefusingUnpickler  # type: ignore[attr-defined]
+    pickle._load = pickle._loads = refuse  # type: ignore[attr-defined]
+    pickle._Unpickler = RefusingUnpickler  # type: ignore[misc,assignment]
 
 
-def no_memory_reading():
+def no_memory_reading() -> None:
     """Linux: other processes of this uid may not ptrace us or read /proc/<pid>/mem."""
     try:
         import ctypes
@@ -77,12 +83,12 @@ def no_memory_reading():
 # --- the evaluation ---------------------------------------------------------------------------
 
 
-def write(path, payload):
+def write(path: str, payload: dict[str, Any]) -> None:
     with open(path, "w") as handle:
         json.dump(payload, handle)
 
 
-def evaluate(args, channel):
+def evaluate(args: argparse.Namespace, channel: Channel | None) -> int:
     """Score the output; result.json gets the metrics, or why there are none: `refused` or
     `invalid` in the harness's words (the agent may see them) and a `detail` for the human."""
     import evaluator_checks as checks
@@ -119,7 +125,7 @@ def evaluate(args, channel):
 # --- call_train's workers ---------------------------------------------------------------------
 
 
-def worker_env(args):
+def worker_env(args: argparse.Namespace) -> dict[str, str]:
     env = {
         "HOME": os.environ.get("HOME", "/tmp"),
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -133,13 +139,13 @@ def worker_env(args):
     return env
 
 
-def direct_channel(args):
+def direct_channel(args: argparse.Namespace) -> Channel:
     """Workers as our own uid: the weaker isolation of --sandbox local without root."""
     import overnight_eval
 
-    told = []
+    told: list[bool] = []
 
-    def call(request, timeout, max_bytes):
+    def call(request: bytes, timeout: float, max_bytes: int) -> tuple[str, str, bytes]:
         if not told:
             told.append(True)
             print(
@@ -153,11 +159,11 @@ def direct_channel(args):
     return call
 
 
-def send(sock, *frames):
+def send(sock: socket.socket, *frames: bytes) -> None:
     sock.sendall(b"".join(struct.pack(">Q", len(f)) + f for f in frames))
 
 
-def receive(sock):
+def receive(sock: socket.socket) -> bytes | None:
     """One frame, or None at the end of the stream."""
     head = _exactly(sock, 8)
     if head is None:
@@ -165,7 +171,7 @@ def receive(sock):
     return _exactly(sock, struct.unpack(">Q", head)[0]) or b""
 
 
-def _exactly(sock, size):
+def _exactly(sock: socket.socket, size: int) -> bytes | None:
     chunks, left = [], size
     while left:
         chunk = sock.recv(min(left, 1 << 20))
@@ -176,8 +182,8 @@ def _exactly(sock, size):
     return b"".join(chunks)
 
 
-def socket_channel(sock):
-    def call(request, timeout, max_bytes):
+def socket_channel(sock: socket.socket) -> Channel:
+    def call(request: bytes, timeout: float, max_bytes: int) -> tuple[str, str, bytes]:
         send(sock, json.dumps({"timeout": timeout, "max_bytes": max_bytes}).encode(), request)
         meta = json.loads(receive(sock) or b"{}")
         return meta.get("status", "crash"), meta.get("detail", "failed"), receive(sock) or b""
@@ -185,13 +191,13 @@ def socket_channel(sock):
     return call
 
 
-def drop_to(uid, gid):
+def drop_to(uid: int, gid: int) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
 
 
-def supervise(args):
+def supervise(args: argparse.Namespace) -> int:
     """Root with CAP_SETUID/CAP_SETGID only: evaluate as one uid, run workers as the other."""
     (eval_uid, eval_gid), worker = [tuple(map(int, p.split(":"))) for p in args.users.split(",")]
     ours, theirs = socket.socketpair()
@@ -224,7 +230,7 @@ def supervise(args):
     return os.waitstatus_to_exitcode(status)
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sys.path.insert(0, HERE)  # overnight_eval; -I keeps the script's own folder off sys.path
     os.umask(0o077)  # nothing the evaluator writes to /tmp is readable by a worker

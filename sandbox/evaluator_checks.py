@@ -10,6 +10,8 @@ went wrong in words the agent may see: a type or a kind of call_train failure, n
 which may quote the private data.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import os
@@ -17,6 +19,8 @@ import reprlib
 import stat
 import sys
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 MAX_ENTRIES = 100_000
 MAX_DEPTH = 100
@@ -32,7 +36,7 @@ _NARROWING = (
 class Invalid(Exception):
     """evaluate() gave no valid metric: `kind` in the harness's words, `detail` for the human."""
 
-    def __init__(self, kind, detail=""):
+    def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(kind)
         self.kind = kind
         self.detail = detail or kind
@@ -41,7 +45,7 @@ class Invalid(Exception):
 # --- before prepare.py is imported ------------------------------------------------------------
 
 
-def unsafe_output(root, limit):
+def unsafe_output(root: str, limit: int) -> str | None:
     """Why the output directory must not be evaluated, or None: links, special files, a file
     or a total over `limit` bytes, unreadable folders, too many entries, folders nested more than
     MAX_DEPTH deep. Walked with a stack, not recursion, so no depth can make it raise."""
@@ -75,7 +79,7 @@ def unsafe_output(root, limit):
     return None
 
 
-def _listing(folder, most):
+def _listing(folder: str, most: int) -> list[tuple[str, os.stat_result]]:
     """(path, lstat) of at most `most` entries of a folder: a folder of millions of empty files
     costs no more than the limit."""
     found = []
@@ -87,7 +91,7 @@ def _listing(folder, most):
     return found
 
 
-def _short(path):
+def _short(path: str) -> str:
     return path if len(path) <= 60 else path[:60] + "..."
 
 
@@ -95,7 +99,7 @@ def _short(path):
 
 
 @contextlib.contextmanager
-def narrowing_is_an_error():
+def narrowing_is_an_error() -> Iterator[None]:
     """Within it, a warning that a value was narrowed raises instead (numpy's ComplexWarning and
     cast warnings), wherever in evaluate() it happens. Call `numpy_too()` once prepare.py is
     imported, to catch numpy's ComplexWarning by its class as well."""
@@ -105,7 +109,7 @@ def narrowing_is_an_error():
         yield
 
 
-def numpy_too():
+def numpy_too() -> None:
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return
@@ -120,7 +124,7 @@ def numpy_too():
 # --- after it ---------------------------------------------------------------------------------
 
 
-def metrics_of(value, metric):
+def metrics_of(value: object, metric: str | None) -> dict[str, float]:
     """{name: float} from what evaluate() returned (a number, or a dict holding the metric), or
     Invalid: the metric and every other value must be a real, finite number (an int, a float or
     a real numpy scalar; not a bool, a complex, a string, an array or anything else). With no
@@ -140,7 +144,7 @@ def metrics_of(value, metric):
     return metrics
 
 
-def _real_number(value, where, key):
+def _real_number(value: Any, where: str, key: object) -> float:
     numpy = sys.modules.get("numpy")
     real = type(value) in (int, float) or (
         numpy is not None
@@ -161,10 +165,11 @@ def _real_number(value, where, key):
     return number
 
 
-def failure_kind(err, call_error=None):
+def failure_kind(err: BaseException, call_error: type[BaseException] | None = None) -> str:
     """What went wrong, for the agent: the kind of a call_train failure anywhere in the
     exception's chain, else the exception's type. Never its message."""
-    seen, link = set(), err
+    seen: set[int] = set()
+    link: BaseException | None = err
     while link is not None and id(link) not in seen and len(seen) < 100:
         seen.add(id(link))
         if call_error is not None and isinstance(link, call_error):
@@ -177,7 +182,7 @@ def failure_kind(err, call_error=None):
     return f"evaluate() raised {name}"
 
 
-def describe(err):
+def describe(err: BaseException) -> str:
     """The exception with its message, for the human."""
     try:
         return f"{type(err).__name__}: {err}"[:2000]
@@ -185,6 +190,6 @@ def describe(err):
         return type(err).__name__
 
 
-def _name(value, fallback):
+def _name(value: object, fallback: str) -> str:
     name = type(value).__name__
     return name if name.isidentifier() and len(name) <= 60 else fallback

@@ -7,13 +7,15 @@ offer, or one above the current hard limit, is skipped. On Linux the command is 
 the harness dies, and no setuid program can raise its privileges (no-new-privileges).
 """
 
+from __future__ import annotations
+
 import os
 import resource
 import signal
 import sys
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     split = argv.index("--")
     for pair in argv[:split]:
         name, value = pair.split("=", 1)

@@ -16,6 +16,8 @@ REPLY_FD as plain data. Everything here is untrusted: the evaluator decodes the 
 ever unpickling or importing anything from it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib.util
 import os
@@ -29,7 +31,7 @@ _PATH_BENEATH = 1
 _NO_NEW_PRIVS = 38
 
 
-def confine():
+def confine() -> bool:
     """oom_score_adj 1000 that sticks; False when Landlock is not there to make it stick."""
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
         handle.write("1000")
@@ -41,7 +43,7 @@ def confine():
     except (OSError, ImportError, AttributeError):
         return False
 
-    def call(*args):
+    def call(*args: object) -> int:
         result = libc.syscall(*args)
         if result < 0:
             raise OSError(ctypes.get_errno(), "landlock")
