@@ -10,6 +10,7 @@ import datetime
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def default_tag() -> str:
@@ -131,7 +132,7 @@ def _agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"model name for {model_provider_list()}")
 
 
-def say(line: object, file=None) -> None:
+def say(line: object, file: Any = None) -> None:
     """Print a line for a terminal: any control character in it (from a file name, a task's
     settings, a model's answer) is shown as an escape, never sent raw."""
     from harness.untrusted import printable

@@ -39,7 +39,9 @@ def doctor(
     return 2 if problems else 0
 
 
-def _settings(task_dir: Path | None, overrides: dict[str, Any], check) -> tuple[Any, Any, bool]:
+def _settings(
+    task_dir: Path | None, overrides: dict[str, Any], check: Any
+) -> tuple[Any, Any, bool]:
     """The agent config, the configured image and whether the task has a Dockerfile."""
     from harness.config import MutateAgentConfig, resolve_settings
     from harness.model_config import MODEL_AGENTS
@@ -71,7 +73,7 @@ def _settings(task_dir: Path | None, overrides: dict[str, Any], check) -> tuple[
     return settings.agent, settings.image, task.has_dockerfile
 
 
-def _check_agent(config: Any, check) -> None:
+def _check_agent(config: Any, check: Any) -> None:
     from harness.model_config import ModelAgentConfig
 
     if not isinstance(config, ModelAgentConfig):
@@ -97,7 +99,7 @@ def _check_agent(config: Any, check) -> None:
     _tiny_request(make_adapter(config), config, name, known, check)
 
 
-def _tiny_request(model, config, name: str, known, check) -> None:
+def _tiny_request(model: Any, config: Any, name: str, known: Any, check: Any) -> None:
     from harness.agents.llm import EDIT
     from harness.providers.base import Message, ModelRequest, ProviderError, Text
 
@@ -120,7 +122,9 @@ def _tiny_request(model, config, name: str, known, check) -> None:
     )
 
 
-def _check_docker(image: str | None, has_dockerfile: bool, task_dir: Path | None, check) -> None:
+def _check_docker(
+    image: str | None, has_dockerfile: bool, task_dir: Path | None, check: Any
+) -> None:
     from sandbox.docker_sandbox import connect
     from sandbox.image import DEFAULT_IMAGE, image_exists
 

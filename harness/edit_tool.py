@@ -243,7 +243,7 @@ def _check_code(raw: dict[str, Any], command: str) -> None:
         raise EditRefused(f"refused: {problem}; train.py is unchanged")
 
 
-def _need(value, name: str):
+def _need(value: Any, name: str) -> Any:
     if value is None:
         raise EditRefused(f"this command needs `{name}`")
     return value

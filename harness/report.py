@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import TaskError
 from harness.ledger import STATE_DIR
@@ -82,7 +83,7 @@ def write_quietly(folder: Path, log: logging.Logger | None, say: Callable[[str],
 class Refresher:
     """Called after each ledger row: rewrites the report every `every` experiments."""
 
-    def __init__(self, folder: Path, every: int, log, say: Callable[[str], None]) -> None:
+    def __init__(self, folder: Path, every: int, log: Any, say: Callable[[str], None]) -> None:
         self.folder, self.every, self.log, self.say = folder, every, log, say
         self.failed = False
 
@@ -94,7 +95,7 @@ class Refresher:
 
 
 @contextlib.contextmanager
-def at_the_end(folder: Path, log: Callable[[], logging.Logger | None], say) -> Iterator[None]:
+def at_the_end(folder: Path, log: Callable[[], logging.Logger | None], say: Any) -> Iterator[None]:
     """Write the report when the block ends, however it ends (the exception still propagates)."""
     try:
         yield

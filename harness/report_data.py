@@ -171,7 +171,9 @@ def _read_events(path: Path, data: NightData) -> list[dict[str, Any]]:
     return noise
 
 
-def _take_event(kind: str, event: dict[str, Any], previous_ts, data: NightData, noise) -> None:
+def _take_event(
+    kind: str, event: dict[str, Any], previous_ts: Any, data: NightData, noise: Any
+) -> None:
     number = event.get("experiment")
     if kind == "noise":
         noise.append(event)

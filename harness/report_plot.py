@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from typing import Any
 
 from harness.report_data import FAILED, NightData
 from harness.seams import Verdict
@@ -52,7 +53,7 @@ def render_progress(data: NightData) -> bytes:
     return buffer.getvalue()
 
 
-def _draw(axes, data: NightData) -> None:
+def _draw(axes: Any, data: NightData) -> None:
     rows = [r for r in data.rows if r.metric is not None and r.status not in FAILED]
     kept = [r for r in rows if r.status is Verdict.KEEP]
     last = max((r.experiment for r in data.rows), default=0)
@@ -124,7 +125,7 @@ def _limits(data: NightData) -> tuple[float, float]:
     return best.metric - 0.15 * span, base.metric + 0.6 * span
 
 
-def _outside(axes, rows, low: float, high: float) -> None:
+def _outside(axes: Any, rows: Any, low: float, high: float) -> None:
     """Points off the chart are drawn at its edge, pointing the way they went."""
     if not rows:
         return
@@ -143,7 +144,7 @@ def _outside(axes, rows, low: float, high: float) -> None:
             )
 
 
-def _running_best(axes, data: NightData, kept, last: int) -> None:
+def _running_best(axes: Any, data: NightData, kept: Any, last: int) -> None:
     if not kept:
         return
     xs = [r.experiment for r in kept] + [last]
@@ -165,7 +166,7 @@ def _running_best(axes, data: NightData, kept, last: int) -> None:
         )
 
 
-def _labels(axes, kept, maximize: bool) -> None:
+def _labels(axes: Any, kept: Any, maximize: bool) -> None:
     """Each kept experiment's description, on the side of the step line away from the points,
     biggest steps first, skipping any that would overlap one already placed."""
     steps = sorted(itertools.pairwise(kept), key=lambda pair: abs(pair[1].metric - pair[0].metric))
@@ -201,7 +202,7 @@ def _labels(axes, kept, maximize: bool) -> None:
         )
 
 
-def _free_spot(x, y, width, right_edge, maximize, placed):
+def _free_spot(x: Any, y: Any, width: Any, right_edge: Any, maximize: Any, placed: Any) -> Any:
     """(box, dx, dy, text to the right) for a label near the point (x, y) in pixels, on the free
     side of the step line (above it when minimizing, below when maximizing), or None."""
     sign = -1 if maximize else 1
@@ -227,7 +228,7 @@ def _px_to_pt(pixels: float) -> float:
     return pixels * 72 / DPI
 
 
-def _failures(axes, data: NightData) -> None:
+def _failures(axes: Any, data: NightData) -> None:
     """Crashes, timeouts, invalid and skipped experiments, as marks along the bottom."""
     transform = axes.get_xaxis_transform()  # x in data, y in axes fractions
     for status, (marker, colour) in _FAILURE_MARKS.items():

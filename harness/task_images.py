@@ -43,7 +43,7 @@ def choose(task: Task, settings: Settings) -> Choice:
     return Choice("dependencies" if declared else "base", declared)
 
 
-def night_image(client, settings: Settings, task: Task, say: Say, force: bool = False) -> str:
+def night_image(client: Any, settings: Settings, task: Task, say: Say, force: bool = False) -> str:
     """The night's image, built if it must be; TaskError when it lacks a module the task needs."""
     choice = choose(task, settings)
     ignored = _ignored(choice, task, settings)
@@ -58,7 +58,9 @@ def night_image(client, settings: Settings, task: Task, say: Say, force: bool = 
     return name
 
 
-def _resolve(client, settings: Settings, task: Task, choice: Choice, say: Say, force: bool) -> str:
+def _resolve(
+    client: Any, settings: Settings, task: Task, choice: Choice, say: Say, force: bool
+) -> str:
     from sandbox.image import base_image, configured_image
 
     if choice.kind == "configured":
@@ -142,7 +144,9 @@ def build_for_task(task_dir: Path, force: bool, say: Say = print) -> str:
     return name
 
 
-def _known(client, task: Task, settings: Settings, choice: Choice) -> tuple[str | None, bool, str]:
+def _known(
+    client: Any, task: Task, settings: Settings, choice: Choice
+) -> tuple[str | None, bool, str]:
     """(the image's name if it can be known, whether it is built, a line about it)."""
     from sandbox.image import DEFAULT_IMAGE, image_exists
 
@@ -194,7 +198,7 @@ def _imports(task: Task) -> list[Import]:
     return task_imports(task.root, {PREPARE: task.prepare_source, TRAIN: task.train_source})
 
 
-def _probe(client, settings: Settings, task: Task, image: str, choice: Choice):
+def _probe(client: Any, settings: Settings, task: Task, image: str, choice: Choice) -> Any:
     """(problems, notes): required modules the image lacks, and optional ones."""
     from harness.backends import limits_for
     from sandbox.docker_sandbox import DockerSandbox

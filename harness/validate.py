@@ -13,7 +13,7 @@ from typing import Any
 from harness.errors import OvernightError
 
 
-def validate(task_dir: Path, out=print, overrides: dict[str, Any] | None = None) -> int:
+def validate(task_dir: Path, out: Any = print, overrides: dict[str, Any] | None = None) -> int:
     from harness.config import resolve_settings
     from harness.task import load_task
     from harness.task_images import choose, image_lines

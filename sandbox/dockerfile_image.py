@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from sandbox.build_log import BuildLog, tail
 from sandbox.image import RECIPE_LABEL, ImageError, image_exists
@@ -24,7 +25,7 @@ _PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
 
 
-def dockerfile_image_name(client, task_dir: Path) -> str:
+def dockerfile_image_name(client: Any, task_dir: Path) -> str:
     """The image the task's Dockerfile builds into (whether it is built or not)."""
     text = (task_dir / "Dockerfile").read_text(errors="replace")
     parts = [str(task_dir), text]
@@ -37,7 +38,7 @@ def dockerfile_image_name(client, task_dir: Path) -> str:
     return f"{TASK_REPOSITORY}:{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:16]}"
 
 
-def _image_id(client, name: str) -> str:
+def _image_id(client: Any, name: str) -> str:
     import docker.errors
 
     try:
@@ -46,7 +47,9 @@ def _image_id(client, name: str) -> str:
         return name  # not here: the build says so
 
 
-def dockerfile_image(client, task_dir: Path, say, timeout: float = 3600.0, **options) -> str:
+def dockerfile_image(
+    client: Any, task_dir: Path, say: Any, timeout: float = 3600.0, **options: Any
+) -> str:
     """Build the task's Dockerfile unless its image exists; options: keep, force, log_dir."""
     dockerfile = task_dir / "Dockerfile"
     name = dockerfile_image_name(client, task_dir)
@@ -107,7 +110,7 @@ def _build(task_dir: Path, name: str, log_path: Path, timeout: float) -> str:
     return error.splitlines()[0] if error else ""
 
 
-def _context(task_dir: Path):
+def _context(task_dir: Path) -> Any:
     """The build context as a tar file: the task folder, as .dockerignore and we exclude."""
     from docker.utils.build import tar
 
@@ -119,7 +122,7 @@ def _context(task_dir: Path):
     return tar(str(task_dir), exclude=patterns + ALWAYS_EXCLUDED, dockerfile=("Dockerfile", None))
 
 
-def proxy_build_args(env) -> dict[str, str]:
+def proxy_build_args(env: Any) -> dict[str, str]:
     """Docker's predefined proxy arguments, from this machine's variables (not kept in history)."""
     args = {}
     for name in _PROXY_ARGS:

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from harness.errors import OvernightError
 
@@ -84,7 +85,7 @@ def host_suite(os_release: Path = Path("/etc/os-release")) -> str:
     return _FALLBACK_SUITE
 
 
-def image_exists(client, name: str) -> bool:  # client: docker.DockerClient
+def image_exists(client: Any, name: str) -> bool:  # client: docker.DockerClient
     import docker.errors
 
     try:
@@ -94,7 +95,7 @@ def image_exists(client, name: str) -> bool:  # client: docker.DockerClient
     return True
 
 
-def build_default_image(client, log=print, force: bool = False) -> str:
+def build_default_image(client: Any, log: Any = print, force: bool = False) -> str:
     """Build DEFAULT_IMAGE with debootstrap (needs root and the debootstrap package)."""
     suite, mirror = host_suite(), debian_mirror()
     recipe = recipe_hash(suite, mirror)
@@ -163,7 +164,7 @@ def _trim(root: Path) -> None:
     (root / "etc/pip.conf").write_text(PIP_CONF)
 
 
-def configured_image(client, name: str, task_dir: Path) -> str:
+def configured_image(client: Any, name: str, task_dir: Path) -> str:
     """An image the task names; it must already be on this machine (nothing is ever pulled)."""
     if not image_exists(client, name):
         raise ImageError(
@@ -173,7 +174,7 @@ def configured_image(client, name: str, task_dir: Path) -> str:
     return name
 
 
-def base_image(client) -> str:
+def base_image(client: Any) -> str:
     """DEFAULT_IMAGE, which must have been built (`overnight image build`)."""
     if not image_exists(client, DEFAULT_IMAGE):
         raise ImageError(

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sandbox.build_log import BuildLog
 from sandbox.host_pip import BUILD_DIR, CA_FILE, HostPip, host_pip, redact
@@ -128,12 +129,12 @@ def build_script(steps: list[Step], host: HostPip) -> str:
     return "\n".join(lines) + "\n"
 
 
-def task_image_name(client, recipe: Recipe, base: str, task_dir: Path) -> str:
+def task_image_name(client: Any, recipe: Recipe, base: str, task_dir: Path) -> str:
     return f"{TASK_REPOSITORY}:{recipe.digest(client.images.get(base).id, task_dir)}"
 
 
 def build_task_image(
-    client, recipe: Recipe, base: str, task_dir: Path, say, timeout: float, **options
+    client: Any, recipe: Recipe, base: str, task_dir: Path, say: Any, timeout: float, **options: Any
 ) -> str:
     """The task's image, built now unless it exists; options: keep (names), force, log_dir."""
     name = task_image_name(client, recipe, base, task_dir)
@@ -171,7 +172,9 @@ def _build_folder(folder: Path, steps: list[Step], host: HostPip) -> dict[str, d
     return mounts
 
 
-def _run_builder(client, name, base, task_dir, mounts, log: BuildLog, timeout) -> str | None:
+def _run_builder(
+    client: Any, name: Any, base: Any, task_dir: Any, mounts: Any, log: BuildLog, timeout: Any
+) -> str | None:
     """Run the build container to its end and commit it; None when it failed."""
     import docker.errors
     import requests.exceptions
@@ -186,7 +189,9 @@ def _run_builder(client, name, base, task_dir, mounts, log: BuildLog, timeout) -
         ) from err
 
 
-def _build_and_commit(client, name, base, task_dir, mounts, log: BuildLog, timeout) -> str | None:
+def _build_and_commit(
+    client: Any, name: Any, base: Any, task_dir: Any, mounts: Any, log: BuildLog, timeout: Any
+) -> str | None:
     from sandbox.docker_sandbox import connect
 
     remove_stale_builders(client)
@@ -218,7 +223,7 @@ def _build_and_commit(client, name, base, task_dir, mounts, log: BuildLog, timeo
         builder.close()
 
 
-def _wait(container, log: BuildLog, timeout: float) -> int:
+def _wait(container: Any, log: BuildLog, timeout: float) -> int:
     def copy() -> None:
         with contextlib.suppress(Exception):
             for chunk in container.logs(stream=True, follow=True):
@@ -262,7 +267,7 @@ def _failure(task_dir: Path, steps: list[Step], log_path: Path) -> str:
     )
 
 
-def remove_replaced(client, task_dir: Path, keep_id: str, keep_names=()) -> list[str]:
+def remove_replaced(client: Any, task_dir: Path, keep_id: str, keep_names: Any = ()) -> list[str]:
     """Remove the task's other images, except one a container or a live night uses."""
     import docker.errors
 
@@ -279,7 +284,7 @@ def remove_replaced(client, task_dir: Path, keep_id: str, keep_names=()) -> list
     return removed
 
 
-def remove_stale_builders(client) -> None:
+def remove_stale_builders(client: Any) -> None:
     """Build containers whose overnight process is gone (it was killed mid-build)."""
     from sandbox.docker_sandbox import _alive
 

@@ -14,6 +14,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from harness.seams import (
     Editor,
@@ -201,7 +202,7 @@ def _weight(score: dict[tuple[str, bool], list[int]], name: str, up: bool) -> fl
     return (wins + 1) / (tries + 2)  # Laplace: untried moves stay worth a look
 
 
-def _ranked(constants: list[Constant], score, rng: random.Random) -> list[Constant]:
+def _ranked(constants: list[Constant], score: Any, rng: random.Random) -> list[Constant]:
     """Constants in a random order that favours those whose moves have helped."""
     keyed = [
         (rng.random() ** (1 / max(_weight(score, c.name, True), _weight(score, c.name, False))), c)
@@ -220,7 +221,7 @@ def _allowed(constant: Constant, value: int | float) -> bool:
     return True
 
 
-def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move | None:
+def _choose_move(constant: Constant, tried: Any, score: Any, rng: random.Random) -> Move | None:
     up_weight = _weight(score, constant.name, True)
     down_weight = _weight(score, constant.name, False)
     first_up = rng.random() < up_weight / (up_weight + down_weight)
@@ -241,7 +242,7 @@ def _choose_move(constant: Constant, tried, score, rng: random.Random) -> Move |
     return None if far is None else Move(constant.name, constant.value, far)
 
 
-def _far_value(constant: Constant, tried, rng: random.Random) -> int | float | None:
+def _far_value(constant: Constant, tried: Any, rng: random.Random) -> int | float | None:
     """When every near value has been tried: a random one further out, never tried before."""
     value, name = constant.value, constant.name
     for attempt in range(100):
