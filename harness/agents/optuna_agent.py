@@ -1,0 +1,323 @@
+"""The `optuna` agent: an Optuna study over the numeric constants of `train.py`, offline and seeded.
+
+Each proposal is one trial: a value for every tunable constant (the same ones `mutate` tunes),
+written into `train.py` through the `edit` tool and run as an ordinary experiment. The study
+lives in the ledger, not in memory: each proposal rebuilds it from the history, in order, by
+replaying every trial (`enqueue_trial` with its values, `ask`, `tell`), which also lets CMA-ES
+rebuild its generations. The trial's values are in its description,
+"optuna: LEARNING_RATE 0.01 -> 0.0231, EPOCHS 4 -> 6; same: HIDDEN 32", so the same seed and the
+same ledger give the same proposal, and a resumed night the proposals of an uninterrupted one.
+Keeps and discards are told as their metric, crashes, invalid runs and timeouts as failures;
+skipped rows and re-measurements are not trials.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.agents.constants import Constant, find_constants, format_number, knobs, round_number
+from harness.agents.search_space import Range, initial, widened
+from harness.errors import OvernightError
+from harness.seams import (
+    Direction,
+    Editor,
+    ExperimentRecord,
+    Proposal,
+    ProposalContext,
+    StopNight,
+    ToolCall,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+PREFIX = "optuna:"
+_PAIR = re.compile(r"([A-Za-z_]\w*) ([^\s,;]+)(?: -> ([^\s,;]+))?")
+_FAILED = (Verdict.CRASH, Verdict.INVALID, Verdict.TIMEOUT)
+_MEASURED = (Verdict.KEEP, Verdict.DISCARD)
+_TRIALS = _MEASURED + _FAILED  # skipped rows were never run; re-measurements are not trials
+_TRIES = 50  # asks per proposal before giving up on values not tried yet
+_INSTALL = (
+    "pip install 'overnight[optuna]' (in a checkout: .venv/bin/pip install -c constraints.txt "
+    "-e '.[optuna]')"
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One optuna row of the ledger: the values it ran and the values it started from."""
+
+    params: dict[str, float]
+    before: dict[str, float]
+    record: ExperimentRecord
+
+
+class OptunaAgent:
+    def __init__(
+        self,
+        seed: int = 0,
+        sampler: str = "tpe",
+        bounds: dict[str, tuple[float, float]] | None = None,
+        pinned: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        self.seed = seed
+        self.sampler = sampler
+        self.bounds = dict(bounds or {})
+        self.pinned = set(pinned)
+        self.optuna = load_optuna(sampler)
+
+    def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None:
+        editor.call(ToolCall(id="view", input={"command": "view"}))
+        constants = self._tuned(editor.source, context.prepare_source)
+        trials = parse_trials(context.history)
+        origin = trials[0].before if trials else {c.name: c.value for c in constants}
+        spaces = _spaces(constants, origin, self.bounds, trials, context.direction)
+        told = list(_told(spaces, origin, trials, context.history))
+        current = {c.name: c.value for c in constants}
+        best = context.best.metric if context.best else None
+        study = self._study(context, spaces, origin, told)
+        params = self._ask(study, spaces, [*told, (current, best)])
+        changed = [c for c in constants if params[c.name] != c.value]
+        for constant in changed:
+            new_line = constant.line.replace(
+                constant.literal, _literal(params[constant.name], spaces[constant.name]), 1
+            )
+            outcome = editor.call(
+                ToolCall(
+                    id=f"edit-{constant.name}",
+                    input={"command": "str_replace", "old_str": constant.line, "new_str": new_line},
+                )
+            )
+            if outcome.is_error:
+                raise AssertionError(
+                    f"optuna: its edit of {constant.name} failed: {outcome.output}"
+                )
+        return Proposal(description=describe(constants, params, spaces))
+
+    def _tuned(self, source: str, prepare_source: str) -> list[Constant]:
+        found = find_constants(source)
+        tunable = knobs(found, prepare_source)
+        unknown = sorted((set(self.bounds) | self.pinned) - {c.name for c in found})
+        if unknown:
+            raise StopNight(
+                f"optuna: [agent] bounds or pinned name {', '.join(unknown)}, which train.py has "
+                "no module-level numeric constant of"
+            )
+        left_alone = sorted(set(self.bounds) - {c.name for c in tunable})
+        if left_alone:
+            raise StopNight(
+                f"optuna: [agent.bounds] names {', '.join(left_alone)}, which it leaves alone (a "
+                "seed, a size of the problem, a count or a setting prepare.py fixes)"
+            )
+        constants = [c for c in tunable if c.name not in self.pinned]
+        if not constants:
+            raise StopNight(
+                "optuna: train.py has no numeric constant to tune (`NAME = number` at module "
+                "level that is not a seed, a size of the problem, a setting prepare.py fixes or "
+                "pinned); use a model agent, or move the numbers to tune into such constants"
+            )
+        return constants
+
+    def _study(
+        self,
+        context: ProposalContext,
+        spaces: dict[str, Range],
+        origin: dict[str, float],
+        told: list[tuple[dict[str, float], float | None]],
+    ) -> optuna.Study:
+        optuna = self.optuna
+        # A seed per experiment: a fresh sampler with one seed would draw the same first values.
+        seed = (self.seed * 1_000_003 + context.experiment) % 2**32
+        if self.sampler == "cmaes":
+            start = {n: origin[n] for n in spaces if n in origin and spaces[n].contains(origin[n])}
+            sampler: Any = optuna.samplers.CmaEsSampler(
+                seed=seed, x0=start if len(start) == len(spaces) else None
+            )
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed)
+        study = optuna.create_study(direction=context.direction.value, sampler=sampler)
+        for params, value in told:
+            study.enqueue_trial(params)
+            self._tell(study, study.ask(_distributions(optuna, spaces)), value)
+        return study
+
+    def _ask(
+        self,
+        study: optuna.Study,
+        spaces: dict[str, Range],
+        told: list[tuple[dict[str, float], float | None]],
+    ) -> dict[str, float]:
+        """The next trial's values, as they will be written; values run before are told their
+        result again and asked past."""
+        known = {_key(params): value for params, value in told}
+        distributions = _distributions(self.optuna, spaces)
+        for _ in range(_TRIES):
+            trial = study.ask(distributions)
+            params = {name: _written(trial.params[name], spaces[name]) for name in spaces}
+            if _key(params) not in known:
+                # The trial stays open: the next proposal rebuilds the study from the ledger.
+                return params
+            self._tell(study, trial, known[_key(params)])
+        raise StopNight(
+            f"optuna: {_TRIES} trials in a row asked for values already tried; widen the ranges "
+            "([agent.bounds]) or use a model agent to go further"
+        )
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, value: float | None) -> None:
+        if value is None:
+            study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+
+
+def load_optuna(sampler: str) -> Any:
+    """optuna (and cmaes for that sampler), or a one-line error saying what to install."""
+    try:
+        import optuna
+    except ImportError:
+        raise OvernightError(f"provider optuna needs the optuna package: {_INSTALL}") from None
+    if sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise OvernightError(
+                f'sampler = "cmaes" needs the cmaes package (it comes with {_INSTALL})'
+            ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def parse_trials(history: list[ExperimentRecord]) -> list[Trial]:
+    """The optuna rows of the ledger, in order, with the values each ran."""
+    trials = []
+    for record in history:
+        if not record.description.startswith(PREFIX) or record.status not in _TRIALS:
+            continue
+        params, before = {}, {}
+        try:
+            for name, old, new in _PAIR.findall(record.description[len(PREFIX) :]):
+                before[name] = _number(old)
+                params[name] = _number(new) if new else before[name]
+        except ValueError:
+            continue
+        if params:
+            trials.append(Trial(params, before, record))
+    return trials
+
+
+def describe(constants: list[Constant], params: dict[str, float], spaces: dict[str, Range]) -> str:
+    moved = [c for c in constants if params[c.name] != c.value]
+    same = [c for c in constants if params[c.name] == c.value]
+    text = f"{PREFIX} " + ", ".join(
+        f"{c.name} {_exact(c.value)} -> {_literal(params[c.name], spaces[c.name])}" for c in moved
+    )
+    if same:
+        text += "; same: " + ", ".join(f"{c.name} {_exact(c.value)}" for c in same)
+    return text
+
+
+def _spaces(
+    constants: list[Constant],
+    origin: dict[str, float],
+    bounds: dict[str, tuple[float, float]],
+    trials: list[Trial],
+    direction: Direction,
+) -> dict[str, Range]:
+    """Each constant's range: from its value where the study started, widened at an edge each
+    time a new best lands there (in ledger order, so the ranges only grow)."""
+    spaces = {}
+    for c in constants:
+        start = origin.get(c.name, c.value)
+        as_started = Constant(c.name, type(c.value)(start), c.line, c.literal)
+        spaces[c.name] = initial(as_started, bounds.get(c.name))
+    best: float | None = None
+    for trial in trials:
+        value = _value(trial.record)
+        if value is None or not _better(value, best, direction):
+            continue
+        best = value
+        for name, space in spaces.items():
+            if name in trial.params and space.contains(trial.params[name]):
+                spaces[name] = widened(space, trial.params[name])
+    return spaces
+
+
+def _told(
+    spaces: dict[str, Range],
+    origin: dict[str, float],
+    trials: list[Trial],
+    history: list[ExperimentRecord],
+) -> Iterator[tuple[dict[str, float], float | None]]:
+    """What the study is told, in order: the train.py it started from (with the metric of the
+    last keep before its first trial), then every trial whose values fit the ranges."""
+    first = trials[0].record.experiment if trials else None
+    keeps = [
+        r
+        for r in history
+        if r.status is Verdict.KEEP
+        and r.metric is not None
+        and (first is None or r.experiment < first)
+    ]
+    rows: list[tuple[dict[str, float], float | None]] = []
+    if keeps:
+        rows.append((origin, keeps[-1].metric))
+    rows += [(t.params, _value(t.record)) for t in trials]
+    for params, value in rows:
+        if all(name in params and space.contains(params[name]) for name, space in spaces.items()):
+            yield {name: params[name] for name in spaces}, value
+
+
+def _distributions(optuna: Any, spaces: dict[str, Range]) -> dict[str, Any]:
+    made = optuna.distributions
+    return {
+        name: made.IntDistribution(int(s.low), int(s.high), log=s.log)
+        if s.is_int
+        else made.FloatDistribution(s.low, s.high, log=s.log)
+        for name, s in spaces.items()
+    }
+
+
+def _written(value: float, space: Range) -> float:
+    """The value as train.py will hold it: an int, or a float to four significant digits (more
+    where rounding would leave the range)."""
+    if space.is_int:
+        return int(value)
+    rounded = round_number(value)
+    return rounded if space.contains(rounded) else float(value)
+
+
+def _literal(value: float, space: Range) -> str:
+    if space.is_int:
+        return str(int(value))
+    text = format_number(value)
+    return text if float(text) == value else repr(float(value))
+
+
+def _exact(value: float) -> str:
+    """A value of train.py as it parses back exactly: an int as an int, a float by repr."""
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def _value(record: ExperimentRecord) -> float | None:
+    """A trial's result: its metric, or None for a failure."""
+    if record.status in _MEASURED and record.metric is not None:
+        return record.metric
+    return None
+
+
+def _better(value: float, best: float | None, direction: Direction) -> bool:
+    if best is None:
+        return True
+    return value < best if direction is Direction.MINIMIZE else value > best
+
+
+def _number(text: str) -> float:
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+def _key(params: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((name, float(value)) for name, value in params.items()))
