@@ -142,7 +142,11 @@ class OptunaAgent:
         study = optuna.create_study(direction=context.direction.value, sampler=sampler)
         for params, value in told:
             study.enqueue_trial(params)
-            self._tell(study, study.ask(_distributions(optuna, spaces)), value)
+            trial = study.ask(_distributions(optuna, spaces))
+            # Optuna samples lazily and skips it for given values; asking for the sampler's own
+            # values lets a stateful one (CMA-ES, its generations) advance as in a live study.
+            _ = trial.relative_params
+            self._tell(study, trial, value)
         return study
 
     def _ask(
