@@ -56,6 +56,17 @@ class Trial:
     record: ExperimentRecord
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One proposal's study: the constants it tunes, their ranges, the study rebuilt from the
+    ledger, and every set of values whose result is known (None: it failed)."""
+
+    constants: list[Constant]
+    spaces: dict[str, Range]
+    study: Any  # optuna.Study
+    known: list[tuple[dict[str, float], float | None]]
+
+
 class OptunaAgent:
     def __init__(
         self,
@@ -72,31 +83,39 @@ class OptunaAgent:
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal | None:
         editor.call(ToolCall(id="view", input={"command": "view"}))
-        constants = self._tuned(editor.source, context.prepare_source)
+        plan = self.plan(context, editor.source)
+        params = self._ask(plan)
+        for constant in plan.constants:
+            if params[constant.name] == constant.value:
+                continue
+            literal = _literal(params[constant.name], plan.spaces[constant.name])
+            outcome = editor.call(
+                ToolCall(
+                    id=f"edit-{constant.name}",
+                    input={
+                        "command": "str_replace",
+                        "old_str": constant.line,
+                        "new_str": constant.line.replace(constant.literal, literal, 1),
+                    },
+                )
+            )
+            if outcome.is_error:  # the line is unique in train.py: find_constants checked
+                raise AssertionError(
+                    f"optuna: its edit of {constant.name} failed: {outcome.output}"
+                )
+        return Proposal(description=describe(plan.constants, params, plan.spaces))
+
+    def plan(self, context: ProposalContext, source: str) -> Plan:
+        """The study as the ledger tells it, over the constants of `source` (the best train.py)."""
+        constants = self._tuned(source, context.prepare_source)
         trials = parse_trials(context.history)
         origin = trials[0].before if trials else {c.name: c.value for c in constants}
         spaces = _spaces(constants, origin, self.bounds, trials, context.direction)
         told = list(_told(spaces, origin, trials, context.history))
+        study = self._study(context, spaces, told)
         current = {c.name: c.value for c in constants}
         best = context.best.metric if context.best else None
-        study = self._study(context, spaces, origin, told)
-        params = self._ask(study, spaces, [*told, (current, best)])
-        changed = [c for c in constants if params[c.name] != c.value]
-        for constant in changed:
-            new_line = constant.line.replace(
-                constant.literal, _literal(params[constant.name], spaces[constant.name]), 1
-            )
-            outcome = editor.call(
-                ToolCall(
-                    id=f"edit-{constant.name}",
-                    input={"command": "str_replace", "old_str": constant.line, "new_str": new_line},
-                )
-            )
-            if outcome.is_error:
-                raise AssertionError(
-                    f"optuna: its edit of {constant.name} failed: {outcome.output}"
-                )
-        return Proposal(description=describe(constants, params, spaces))
+        return Plan(constants, spaces, study, [*told, (current, best)])
 
     def _tuned(self, source: str, prepare_source: str) -> list[Constant]:
         found = find_constants(source)
@@ -126,17 +145,14 @@ class OptunaAgent:
         self,
         context: ProposalContext,
         spaces: dict[str, Range],
-        origin: dict[str, float],
         told: list[tuple[dict[str, float], float | None]],
     ) -> optuna.Study:
         optuna = self.optuna
         # A seed per experiment: a fresh sampler with one seed would draw the same first values.
         seed = (self.seed * 1_000_003 + context.experiment) % 2**32
         if self.sampler == "cmaes":
-            start = {n: origin[n] for n in spaces if n in origin and spaces[n].contains(origin[n])}
-            sampler: Any = optuna.samplers.CmaEsSampler(
-                seed=seed, x0=start if len(start) == len(spaces) else None
-            )
+            # It starts at the middle of the ranges: for a positive value v, v itself (log scale).
+            sampler: Any = optuna.samplers.CmaEsSampler(seed=seed)
         else:
             sampler = optuna.samplers.TPESampler(seed=seed)
         study = optuna.create_study(direction=context.direction.value, sampler=sampler)
@@ -149,23 +165,18 @@ class OptunaAgent:
             self._tell(study, trial, value)
         return study
 
-    def _ask(
-        self,
-        study: optuna.Study,
-        spaces: dict[str, Range],
-        told: list[tuple[dict[str, float], float | None]],
-    ) -> dict[str, float]:
-        """The next trial's values, as they will be written; values run before are told their
-        result again and asked past."""
-        known = {_key(params): value for params, value in told}
-        distributions = _distributions(self.optuna, spaces)
+    def _ask(self, plan: Plan) -> dict[str, float]:
+        """The next trial's values, as they will be written; values run before (or the best's
+        own) are told their result again and asked past."""
+        known = {_key(params): value for params, value in plan.known}
+        distributions = _distributions(self.optuna, plan.spaces)
         for _ in range(_TRIES):
-            trial = study.ask(distributions)
-            params = {name: _written(trial.params[name], spaces[name]) for name in spaces}
+            trial = plan.study.ask(distributions)
+            params = {name: _written(trial.params[name], plan.spaces[name]) for name in plan.spaces}
             if _key(params) not in known:
                 # The trial stays open: the next proposal rebuilds the study from the ledger.
                 return params
-            self._tell(study, trial, known[_key(params)])
+            self._tell(plan.study, trial, known[_key(params)])
         raise StopNight(
             f"optuna: {_TRIES} trials in a row asked for values already tried; widen the ranges "
             "([agent.bounds]) or use a model agent to go further"
