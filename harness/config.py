@@ -150,8 +150,9 @@ class OptunaAgentConfig(Strict):
     seed: int = Field(
         0, description="Seed of the sampler; the same seed and ledger, the same trials."
     )
-    sampler: Literal["tpe", "cmaes"] = Field(
-        "tpe", description="Optuna's sampler: tpe, or cmaes (needs the cmaes package)."
+    sampler: Literal["tpe", "cmaes", "random"] = Field(
+        "tpe",
+        description="Optuna's sampler: tpe, cmaes (needs the cmaes package), or random (a baseline).",
     )
     bounds: dict[str, tuple[float, float]] = Field(
         default_factory=dict,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import sys
 
@@ -51,7 +52,9 @@ def toy_loss(source: str) -> float:
 
 
 def context(source: str, history: list[ExperimentRecord]) -> ProposalContext:
+    """What the loop gives the agent when `source` is the best train.py (TOY the baseline's)."""
     keeps = [r for r in history if r.status is Verdict.KEEP]
+    diff = difflib.unified_diff(TOY.splitlines(), source.splitlines(), "a/train.py", "b/train.py")
     return ProposalContext(
         experiment=len(history),
         program="Lower the loss.",
@@ -61,6 +64,7 @@ def context(source: str, history: list[ExperimentRecord]) -> ProposalContext:
         direction=Direction.MINIMIZE,
         history=list(history),
         best=keeps[-1] if keeps else None,
+        best_diff="\n".join(line.rstrip("\n") for line in diff),
     )
 
 
@@ -170,7 +174,7 @@ def test_a_range_widens_when_the_best_lands_at_its_edge() -> None:
         "c1",
         1.0,
         Verdict.KEEP,
-        "optuna: LEARNING_RATE 0.01 -> 0.04, EPOCHS 4 -> 16; same: DROPOUT 0.2",
+        "optuna: LEARNING_RATE=0.01->0.04 EPOCHS=4->16 DROPOUT=0.2",
     )
     source = TOY.replace("0.01", "0.04").replace("EPOCHS = 4", "EPOCHS = 16")
     after = agent.plan(context(source, [baseline, at_edge]), source).spaces
@@ -223,8 +227,13 @@ def test_overnight_toml_configures_the_study_and_the_cli_seed_keeps_it(tmp_path)
 
 
 def _moves(description: str) -> list[tuple[str, str, str]]:
-    moved = description.removeprefix("optuna: ").split("; same: ")[0]
-    return [tuple(part.replace(" -> ", " ").split(" ")) for part in moved.split(", ")]  # type: ignore[misc]
+    """(name, old, new) of each value the description says the trial changed."""
+    tokens = description.removeprefix("optuna: ").split()
+    return [
+        (name, *value.split("->"))  # type: ignore[misc]
+        for name, value in (token.split("=") for token in tokens)
+        if "->" in value
+    ]
 
 
 def test_a_night_through_the_cli_keeps_an_improvement(tmp_path, capsys, no_leftover_containers):

@@ -4,9 +4,12 @@ Each proposal is one trial: a value for every tunable constant (the same ones `m
 written into `train.py` through the `edit` tool and run as an ordinary experiment. The study
 lives in the ledger, not in memory: each proposal rebuilds it from the history, in order, by
 replaying every trial (`enqueue_trial` with its values, `ask`, `tell`), which also lets CMA-ES
-rebuild its generations. The trial's values are in its description,
-"optuna: LEARNING_RATE 0.01 -> 0.0231, EPOCHS 4 -> 6; same: HIDDEN 32", so the same seed and the
-same ledger give the same proposal, and a resumed night the proposals of an uninterrupted one.
+rebuild its generations. The ranges start from the baseline's values (read back through the
+diff to the best). Every value of a trial is in its description,
+"optuna: LEARNING_RATE=0.01->0.0231 EPOCHS=4->6 HIDDEN=32" (`old->` only for the values it
+changed, and dropped when the line would be too long), so its row alone says what ran; the same
+seed and the same ledger give the same proposal, and a resumed night the proposals of an
+uninterrupted one.
 Keeps and discards are told as their metric, crashes, invalid runs and timeouts as failures;
 skipped rows and re-measurements are not trials.
 """
@@ -31,12 +34,14 @@ from harness.seams import (
     ToolCall,
     Verdict,
 )
+from harness.untrusted import DESCRIPTION_CAP
 
 if TYPE_CHECKING:
     import optuna
 
 PREFIX = "optuna:"
-_PAIR = re.compile(r"([A-Za-z_]\w*) ([^\s,;]+)(?: -> ([^\s,;]+))?")
+# One value of a trial: NAME=new, or NAME=old->new where the trial changed it.
+_TOKEN = re.compile(r"([A-Za-z_]\w*)=(?:(\S+?)->)?(\S+)")
 _FAILED = (Verdict.CRASH, Verdict.INVALID, Verdict.TIMEOUT)
 _MEASURED = (Verdict.KEEP, Verdict.DISCARD)
 _TRIALS = _MEASURED + _FAILED  # skipped rows were never run; re-measurements are not trials
@@ -49,10 +54,9 @@ _INSTALL = (
 
 @dataclass(frozen=True)
 class Trial:
-    """One optuna row of the ledger: the values it ran and the values it started from."""
+    """One optuna row of the ledger and the values it ran."""
 
     params: dict[str, float]
-    before: dict[str, float]
     record: ExperimentRecord
 
 
@@ -109,7 +113,7 @@ class OptunaAgent:
         """The study as the ledger tells it, over the constants of `source` (the best train.py)."""
         constants = self._tuned(source, context.prepare_source)
         trials = parse_trials(context.history)
-        origin = trials[0].before if trials else {c.name: c.value for c in constants}
+        origin = baseline_values(source, context.best_diff)
         spaces = _spaces(constants, origin, self.bounds, trials, context.direction)
         told = list(_told(spaces, origin, trials, context.history))
         study = self._study(context, spaces, told)
@@ -153,6 +157,8 @@ class OptunaAgent:
         if self.sampler == "cmaes":
             # It starts at the middle of the ranges: for a positive value v, v itself (log scale).
             sampler: Any = optuna.samplers.CmaEsSampler(seed=seed)
+        elif self.sampler == "random":
+            sampler = optuna.samplers.RandomSampler(seed=seed)
         else:
             sampler = optuna.samplers.TPESampler(seed=seed)
         study = optuna.create_study(direction=context.direction.value, sampler=sampler)
@@ -207,32 +213,53 @@ def load_optuna(sampler: str) -> Any:
 
 
 def parse_trials(history: list[ExperimentRecord]) -> list[Trial]:
-    """The optuna rows of the ledger, in order, with the values each ran."""
+    """The optuna rows of the ledger that ran, in order, with the values each ran."""
     trials = []
     for record in history:
-        if not record.description.startswith(PREFIX) or record.status not in _TRIALS:
-            continue
-        params, before = {}, {}
-        try:
-            for name, old, new in _PAIR.findall(record.description[len(PREFIX) :]):
-                before[name] = _number(old)
-                params[name] = _number(new) if new else before[name]
-        except ValueError:
-            continue
+        text = record.description
+        if not text.startswith(PREFIX) or record.status not in _TRIALS or text.endswith("[...]"):
+            continue  # a description cut short has lost values: not a trial it can tell
+        params = {}
+        for token in text[len(PREFIX) :].split():
+            match = _TOKEN.fullmatch(token)
+            if match is None:
+                break  # the ledger's own note after the description, say
+            try:
+                params[match[1]] = _number(match[3])
+            except ValueError:
+                break
         if params:
-            trials.append(Trial(params, before, record))
+            trials.append(Trial(params, record))
     return trials
 
 
 def describe(constants: list[Constant], params: dict[str, float], spaces: dict[str, Range]) -> str:
-    moved = [c for c in constants if params[c.name] != c.value]
-    same = [c for c in constants if params[c.name] == c.value]
-    text = f"{PREFIX} " + ", ".join(
-        f"{c.name} {_exact(c.value)} -> {_literal(params[c.name], spaces[c.name])}" for c in moved
+    """Every value of the trial, so its row alone says what ran: `NAME=old->new` for a changed
+    one, `NAME=value` for the others; without the old values where that is too long."""
+    for with_old in (True, False):
+        tokens = []
+        for c in constants:
+            new = _literal(params[c.name], spaces[c.name])
+            moved = params[c.name] != c.value
+            tokens.append(f"{c.name}={_exact(c.value) + '->' if moved and with_old else ''}{new}")
+        text = f"{PREFIX} " + " ".join(tokens)
+        if len(text) <= DESCRIPTION_CAP:
+            return text
+    raise StopNight(
+        f"optuna: the values of {len(constants)} constants do not fit in a description "
+        f"({DESCRIPTION_CAP} characters), where each trial is recorded; pin some in "
+        "overnight.toml ([agent] pinned = [...])"
     )
-    if same:
-        text += "; same: " + ", ".join(f"{c.name} {_exact(c.value)}" for c in same)
-    return text
+
+
+def baseline_values(source: str, best_diff: str) -> dict[str, float]:
+    """The constants of the baseline's train.py: the best's, with the lines the diff from the
+    baseline to the best removed put back."""
+    values = {c.name: c.value for c in find_constants(source)}
+    for line in best_diff.splitlines():
+        if line.startswith("-") and not line.startswith("---"):
+            values.update((c.name, c.value) for c in find_constants(line[1:]))
+    return values
 
 
 def _spaces(
@@ -242,7 +269,7 @@ def _spaces(
     trials: list[Trial],
     direction: Direction,
 ) -> dict[str, Range]:
-    """Each constant's range: from its value where the study started, widened at an edge each
+    """Each constant's range: from its value in the baseline, widened at an edge each
     time a new best lands there (in ledger order, so the ranges only grow)."""
     spaces = {}
     for c in constants:
@@ -267,19 +294,12 @@ def _told(
     trials: list[Trial],
     history: list[ExperimentRecord],
 ) -> Iterator[tuple[dict[str, float], float | None]]:
-    """What the study is told, in order: the train.py it started from (with the metric of the
-    last keep before its first trial), then every trial whose values fit the ranges."""
-    first = trials[0].record.experiment if trials else None
-    keeps = [
-        r
-        for r in history
-        if r.status is Verdict.KEEP
-        and r.metric is not None
-        and (first is None or r.experiment < first)
-    ]
+    """What the study is told, in order: the baseline, then every trial whose values fit the
+    ranges (values outside them came from other bounds)."""
+    baseline = [r for r in history if r.experiment == 0 and r.status is Verdict.KEEP]
     rows: list[tuple[dict[str, float], float | None]] = []
-    if keeps:
-        rows.append((origin, keeps[-1].metric))
+    if baseline and baseline[0].metric is not None:
+        rows.append((origin, baseline[0].metric))
     rows += [(t.params, _value(t.record)) for t in trials]
     for params, value in rows:
         if all(name in params and space.contains(params[name]) for name, space in spaces.items()):
