@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 import shutil
 import statistics
@@ -33,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 from harness.cli import main as overnight  # noqa: E402
 from harness.ledger import read_rows  # noqa: E402
 from harness.seams import Verdict  # noqa: E402
-from harness.task import load_task  # noqa: E402
 
 AGENTS = ("random", "mutate", "optuna")
 
@@ -72,7 +72,8 @@ def run(task_name: str, agent: str, seed: int, budget: int, workdir: Path) -> Ni
             f"{task_name} {agent} seed {seed}: exit {code}\n{output.getvalue()[-2000:]}"
         )
     rows = read_rows(task / ".overnight" / "b" / "results.tsv")
-    maximize = "maximize" in output.getvalue() or _maximize(task)
+    config = json.loads((task / ".overnight" / "b" / "config.json").read_text())
+    maximize = config["settings"]["direction"] == "maximize"
     baseline = rows[0].metric
     assert baseline is not None
     best, curve = baseline, []
@@ -82,13 +83,6 @@ def run(task_name: str, agent: str, seed: int, budget: int, workdir: Path) -> Ni
                 best = row.metric
         curve.append(best)
     return Night(task_name, agent, seed, baseline, curve, time.monotonic() - started, maximize)
-
-
-def _maximize(task: Path) -> bool:
-    facts = load_task(task)
-    return "maximize" in str(facts.toml.get("direction", "")) or 'DIRECTION = "maximize"' in (
-        (task / "prepare.py").read_text()
-    )
 
 
 def report(nights: list[Night], budget: int) -> None:
