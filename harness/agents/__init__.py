@@ -1,7 +1,8 @@
 """Agents that propose experiments, chosen by `[agent] provider` in config.
 
 mutate.py  the default: a seeded, offline agent that nudges numeric constants
-optuna_agent.py  an Optuna study over the same constants (the optional optuna extra)
+optuna_agent.py  an Optuna study over the same constants (the optional optuna extra), with
+                 its ranges in search_space.py and its ledger format in optuna_trials.py
 constants.py  which numeric constants of train.py the offline agents tune
 replay.py  proposals read from a JSONL script, for tests and re-runs
 llm.py     a model (anthropic, openai, litellm) driving the edit tool

@@ -5,23 +5,28 @@ written into `train.py` through the `edit` tool and run as an ordinary experimen
 lives in the ledger, not in memory: each proposal rebuilds it from the history, in order, by
 replaying every trial (`enqueue_trial` with its values, `ask`, `tell`), which also lets CMA-ES
 rebuild its generations. The ranges start from the baseline's values (read back through the
-diff to the best). Every value of a trial is in its description,
-"optuna: LEARNING_RATE=0.01->0.0231 EPOCHS=4->6 HIDDEN=32" (`old->` only for the values it
-changed, and dropped when the line would be too long), so its row alone says what ran; the same
-seed and the same ledger give the same proposal, and a resumed night the proposals of an
-uninterrupted one.
+diff to the best; search_space.py). Every value of a trial is in its description
+(optuna_trials.py), so its row alone says what ran; the same seed and the same ledger give the
+same proposal, and a resumed night the proposals of an uninterrupted one.
 Keeps and discards are told as their metric, crashes, invalid runs and timeouts as failures;
 skipped rows and re-measurements are not trials.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.agents.constants import Constant, find_constants, format_number, knobs, round_number
+from harness.agents.constants import Constant, find_constants, knobs, round_number
+from harness.agents.optuna_trials import (
+    Trial,
+    baseline_values,
+    describe,
+    literal,
+    parse_trials,
+    result,
+)
 from harness.agents.search_space import Range, initial, widened
 from harness.errors import OvernightError
 from harness.seams import (
@@ -34,30 +39,15 @@ from harness.seams import (
     ToolCall,
     Verdict,
 )
-from harness.untrusted import DESCRIPTION_CAP
 
 if TYPE_CHECKING:
     import optuna
 
-PREFIX = "optuna:"
-# One value of a trial: NAME=new, or NAME=old->new where the trial changed it.
-_TOKEN = re.compile(r"([A-Za-z_]\w*)=(?:(\S+?)->)?(\S+)")
-_FAILED = (Verdict.CRASH, Verdict.INVALID, Verdict.TIMEOUT)
-_MEASURED = (Verdict.KEEP, Verdict.DISCARD)
-_TRIALS = _MEASURED + _FAILED  # skipped rows were never run; re-measurements are not trials
 _TRIES = 50  # asks per proposal before giving up on values not tried yet
 _INSTALL = (
     "pip install 'overnight[optuna]' (in a checkout: .venv/bin/pip install -c constraints.txt "
     "-e '.[optuna]')"
 )
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One optuna row of the ledger and the values it ran."""
-
-    params: dict[str, float]
-    record: ExperimentRecord
 
 
 @dataclass(frozen=True)
@@ -92,21 +82,19 @@ class OptunaAgent:
         for constant in plan.constants:
             if params[constant.name] == constant.value:
                 continue
-            literal = _literal(params[constant.name], plan.spaces[constant.name])
+            text = literal(params[constant.name], plan.spaces[constant.name])
             outcome = editor.call(
                 ToolCall(
                     id=f"edit-{constant.name}",
                     input={
                         "command": "str_replace",
                         "old_str": constant.line,
-                        "new_str": constant.line.replace(constant.literal, literal, 1),
+                        "new_str": constant.line.replace(constant.literal, text, 1),
                     },
                 )
             )
-            if outcome.is_error:  # the line is unique in train.py: find_constants checked
-                raise AssertionError(
-                    f"optuna: its edit of {constant.name} failed: {outcome.output}"
-                )
+            if outcome.is_error:  # the edit-call limit, say: the lines themselves are unique
+                raise StopNight(f"optuna: its edit of {constant.name} failed: {outcome.output}")
         return Proposal(description=describe(plan.constants, params, plan.spaces))
 
     def plan(self, context: ProposalContext, source: str) -> Plan:
@@ -212,56 +200,6 @@ def load_optuna(sampler: str) -> Any:
     return optuna
 
 
-def parse_trials(history: list[ExperimentRecord]) -> list[Trial]:
-    """The optuna rows of the ledger that ran, in order, with the values each ran."""
-    trials = []
-    for record in history:
-        text = record.description
-        if not text.startswith(PREFIX) or record.status not in _TRIALS or text.endswith("[...]"):
-            continue  # a description cut short has lost values: not a trial it can tell
-        params = {}
-        for token in text[len(PREFIX) :].split():
-            match = _TOKEN.fullmatch(token)
-            if match is None:
-                break  # the ledger's own note after the description, say
-            try:
-                params[match[1]] = _number(match[3])
-            except ValueError:
-                break
-        if params:
-            trials.append(Trial(params, record))
-    return trials
-
-
-def describe(constants: list[Constant], params: dict[str, float], spaces: dict[str, Range]) -> str:
-    """Every value of the trial, so its row alone says what ran: `NAME=old->new` for a changed
-    one, `NAME=value` for the others; without the old values where that is too long."""
-    for with_old in (True, False):
-        tokens = []
-        for c in constants:
-            new = _literal(params[c.name], spaces[c.name])
-            moved = params[c.name] != c.value
-            tokens.append(f"{c.name}={_exact(c.value) + '->' if moved and with_old else ''}{new}")
-        text = f"{PREFIX} " + " ".join(tokens)
-        if len(text) <= DESCRIPTION_CAP:
-            return text
-    raise StopNight(
-        f"optuna: the values of {len(constants)} constants do not fit in a description "
-        f"({DESCRIPTION_CAP} characters), where each trial is recorded; pin some in "
-        "overnight.toml ([agent] pinned = [...])"
-    )
-
-
-def baseline_values(source: str, best_diff: str) -> dict[str, float]:
-    """The constants of the baseline's train.py: the best's, with the lines the diff from the
-    baseline to the best removed put back."""
-    values = {c.name: c.value for c in find_constants(source)}
-    for line in best_diff.splitlines():
-        if line.startswith("-") and not line.startswith("---"):
-            values.update((c.name, c.value) for c in find_constants(line[1:]))
-    return values
-
-
 def _spaces(
     constants: list[Constant],
     origin: dict[str, float],
@@ -278,7 +216,7 @@ def _spaces(
         spaces[c.name] = initial(as_started, bounds.get(c.name))
     best: float | None = None
     for trial in trials:
-        value = _value(trial.record)
+        value = result(trial.record)
         if value is None or not _better(value, best, direction):
             continue
         best = value
@@ -300,7 +238,7 @@ def _told(
     rows: list[tuple[dict[str, float], float | None]] = []
     if baseline and baseline[0].metric is not None:
         rows.append((origin, baseline[0].metric))
-    rows += [(t.params, _value(t.record)) for t in trials]
+    rows += [(t.params, result(t.record)) for t in trials]
     for params, value in rows:
         if all(name in params and space.contains(params[name]) for name, space in spaces.items()):
             yield {name: params[name] for name in spaces}, value
@@ -325,33 +263,10 @@ def _written(value: float, space: Range) -> float:
     return rounded if space.contains(rounded) else float(value)
 
 
-def _literal(value: float, space: Range) -> str:
-    if space.is_int:
-        return str(int(value))
-    text = format_number(value)
-    return text if float(text) == value else repr(float(value))
-
-
-def _exact(value: float) -> str:
-    """A value of train.py as it parses back exactly: an int as an int, a float by repr."""
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-def _value(record: ExperimentRecord) -> float | None:
-    """A trial's result: its metric, or None for a failure."""
-    if record.status in _MEASURED and record.metric is not None:
-        return record.metric
-    return None
-
-
 def _better(value: float, best: float | None, direction: Direction) -> bool:
     if best is None:
         return True
     return value < best if direction is Direction.MINIMIZE else value > best
-
-
-def _number(text: str) -> float:
-    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
 
 
 def _key(params: dict[str, float]) -> tuple[tuple[str, float], ...]:
