@@ -6,6 +6,8 @@ import ast
 import difflib
 import math
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from harness.task import load_task
 from tests.conftest import copy_quickstart, results, run_cli
 
 engine_free = pytest.mark.engine_free
+TASKS = Path(__file__).resolve().parent.parent / "tasks"
 
 TOY = '''"""Toy training script."""
 
@@ -130,6 +133,28 @@ def test_pinned_and_bounded_constants_stay_where_the_config_says() -> None:
         assert 0.001 <= values(source)["LEARNING_RATE"] <= 0.002
         assert values(source)["EPOCHS"] == 4
     assert all("EPOCHS" not in r.description for r in history)
+
+
+@engine_free
+def test_the_trading_task_s_thirteen_constants_fit_in_one_description() -> None:
+    source = (TASKS / "trading" / "train.py").read_text()
+    prepare = (TASKS / "trading" / "prepare.py").read_text()
+    ctx = replace(context(source, []), prepare_source=prepare, best_diff="")
+    editor = TrainEditor(source)
+    proposal = OptunaAgent(seed=0).propose(ctx, editor)
+    assert proposal is not None and len(proposal.description) <= 300
+    ran = values(editor.source)
+    tokens = dict(t.split("=") for t in proposal.description.removeprefix("optuna: ").split())
+    assert len(tokens) == 13
+    for name, value in tokens.items():
+        assert ran[name] == ast.literal_eval(value.split("->")[-1])
+
+
+@engine_free
+def test_too_many_constants_for_a_description_stop_the_night_asking_for_pins() -> None:
+    source = "".join(f"A_RATHER_LONG_KNOB_NAME_{i} = 0.{i + 1}23\n" for i in range(20))
+    with pytest.raises(StopNight, match=r"pin some"):
+        OptunaAgent(seed=0).propose(context(source, []), TrainEditor(source))
 
 
 @engine_free
