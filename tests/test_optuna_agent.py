@@ -95,11 +95,16 @@ def night(agent: OptunaAgent, experiments: int, fail: tuple[int, ...] = ()) -> l
 
 @engine_free
 def test_the_same_seed_and_ledger_give_the_same_proposals_and_another_seed_others() -> None:
-    first, _ = night(OptunaAgent(seed=1), 12)
+    first, sources = night(OptunaAgent(seed=1), 12)
     again, _ = night(OptunaAgent(seed=1), 12)
     other, _ = night(OptunaAgent(seed=2), 12)
     assert [r.description for r in first] == [r.description for r in again]
     assert [r.description for r in first] != [r.description for r in other]
+    # A night resumed before experiment 8: a new agent, the ledger so far, the best train.py.
+    keeps = [r.experiment for r in first[1:8] if r.status is Verdict.KEEP]
+    best = sources[keeps[-1] - 1] if keeps else TOY
+    resumed = OptunaAgent(seed=1).propose(context(best, first[:8]), TrainEditor(best))
+    assert resumed is not None and resumed.description == first[8].description
 
 
 @engine_free
@@ -108,9 +113,10 @@ def test_a_night_improves_and_its_descriptions_say_what_ran() -> None:
     assert min(r.metric for r in history if r.metric) < history[0].metric / 2
     for record, source in zip(history[1:], sources, strict=True):
         assert record.description.startswith("optuna: ")
-        ran = values(source)
-        for name, _old, new in _moves(record.description):
-            assert ran[name] == ast.literal_eval(new)
+        ran, told = values(source), _tokens(record.description)
+        assert set(told) == {"LEARNING_RATE", "EPOCHS", "DROPOUT"}
+        for name, value in told.items():
+            assert ran[name] == ast.literal_eval(value.split("->")[-1])
 
 
 @engine_free
@@ -144,7 +150,7 @@ def test_the_trading_task_s_thirteen_constants_fit_in_one_description() -> None:
     proposal = OptunaAgent(seed=0).propose(ctx, editor)
     assert proposal is not None and len(proposal.description) <= 300
     ran = values(editor.source)
-    tokens = dict(t.split("=") for t in proposal.description.removeprefix("optuna: ").split())
+    tokens = _tokens(proposal.description)
     assert len(tokens) == 13
     for name, value in tokens.items():
         assert ran[name] == ast.literal_eval(value.split("->")[-1])
@@ -251,14 +257,9 @@ def test_overnight_toml_configures_the_study_and_the_cli_seed_keeps_it(tmp_path)
         resolve_settings(load_task(task), {})
 
 
-def _moves(description: str) -> list[tuple[str, str, str]]:
-    """(name, old, new) of each value the description says the trial changed."""
-    tokens = description.removeprefix("optuna: ").split()
-    return [
-        (name, *value.split("->"))  # type: ignore[misc]
-        for name, value in (token.split("=") for token in tokens)
-        if "->" in value
-    ]
+def _tokens(description: str) -> dict[str, str]:
+    """NAME -> "value" or "old->new", as the description has them."""
+    return dict(token.split("=") for token in description.removeprefix("optuna: ").split())
 
 
 def test_a_night_through_the_cli_keeps_an_improvement(tmp_path, capsys, no_leftover_containers):
