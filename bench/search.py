@@ -71,6 +71,11 @@ def run(task_name: str, agent: str, seed: int, budget: int, workdir: Path) -> Ni
         raise SystemExit(
             f"{task_name} {agent} seed {seed}: exit {code}\n{output.getvalue()[-2000:]}"
         )
+    return read_night(task, task_name, agent, seed, budget, time.monotonic() - started)
+
+
+def read_night(task: Path, name: str, agent: str, seed: int, budget: int, seconds: float) -> Night:
+    """A finished night's best-so-far curve, from its results.tsv."""
     rows = read_rows(task / ".overnight" / "b" / "results.tsv")
     config = json.loads((task / ".overnight" / "b" / "config.json").read_text())
     maximize = config["settings"]["direction"] == "maximize"
@@ -82,7 +87,7 @@ def run(task_name: str, agent: str, seed: int, budget: int, workdir: Path) -> Ni
             if row.experiment == number and row.status is Verdict.KEEP and row.metric is not None:
                 best = row.metric
         curve.append(best)
-    return Night(task_name, agent, seed, baseline, curve, time.monotonic() - started, maximize)
+    return Night(name, agent, seed, baseline, curve, seconds, maximize)
 
 
 def report(nights: list[Night], budget: int) -> None:
