@@ -12,7 +12,7 @@ untrusted.py   what the agent writes, made valid, printable and bounded where it
 edit_tool.py   the agent's one tool, `edit`, bound to train.py
 edit_hint.py   the nearest lines of train.py for an old_str that matches nothing, bounded
 compile_check.py  whether a train.py compiles, asked of a child Python with a deadline
-agents/        the agents that propose experiments (mutate, replay, a model)
+agents/        the agents that propose experiments (mutate, optuna, replay, a model)
 providers/     the model seam: Anthropic, OpenAI and litellm adapters, retries, costs
 backends.py    the night's sandbox from the settings: Docker, or --sandbox local
 experiment.py  setup, training and evaluation of one train.py, in containers

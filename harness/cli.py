@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _agent_arguments(run)
     run.add_argument("--script", type=Path, help="JSONL proposals for --provider replay")
-    run.add_argument("--seed", type=int, help="seed of the mutate agent")
+    run.add_argument("--seed", type=int, help="seed of the mutate or optuna agent")
     run.add_argument(
         "--max-cost",
         type=float,

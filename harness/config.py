@@ -145,6 +145,37 @@ class MutateAgentConfig(Strict):
     )
 
 
+class OptunaAgentConfig(Strict):
+    provider: Literal["optuna"]
+    seed: int = Field(
+        0, description="Seed of the sampler; the same seed and ledger, the same trials."
+    )
+    sampler: Literal["tpe", "cmaes", "random"] = Field(
+        "tpe",
+        description="Optuna's sampler: tpe, cmaes (needs the cmaes package), or random (a baseline).",
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="NAME = [low, high]: the range of a constant, never widened.",
+    )
+    pinned: list[str] = Field(
+        default_factory=list, description="Constants the study leaves at their value."
+    )
+    proposal_timeout: float = Field(
+        _OFFLINE_PROPOSAL_TIMEOUT,
+        gt=0,
+        description="Seconds one proposal may take; then it is recorded as skipped.",
+    )
+
+    @field_validator("bounds")
+    @classmethod
+    def _are_ranges(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (low, high) in value.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{name} = [{low}, {high}]: need finite numbers, low < high")
+        return value
+
+
 class ReplayAgentConfig(Strict):
     provider: Literal["replay"]
     script: Path = Field(description="JSONL file, one proposal per line.")
@@ -156,7 +187,7 @@ class ReplayAgentConfig(Strict):
 
 
 AgentConfig = Annotated[
-    MutateAgentConfig | ReplayAgentConfig | ModelAgentConfigs,
+    MutateAgentConfig | OptunaAgentConfig | ReplayAgentConfig | ModelAgentConfigs,
     Field(discriminator="provider"),
 ]
 
@@ -484,7 +515,7 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
     --model and --max-cost."""
     provider = overrides.get("provider") or ("replay" if "script" in overrides else None)
     if provider is None and "seed" in overrides:
-        provider = "mutate"
+        provider = "optuna" if isinstance(configured, OptunaAgentConfig) else "mutate"
     if provider in MODEL_AGENTS or (provider is None and isinstance(configured, ModelAgentConfig)):
         return _model_agent(provider or configured.provider, configured, overrides, problems)
     if "model" in overrides or "max_cost" in overrides:
@@ -494,7 +525,7 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
         )
         return configured
     # An offline agent switched by a flag keeps the proposal_timeout overnight.toml gave.
-    offline = isinstance(configured, MutateAgentConfig | ReplayAgentConfig)
+    offline = isinstance(configured, MutateAgentConfig | OptunaAgentConfig | ReplayAgentConfig)
     kept = {"proposal_timeout": configured.proposal_timeout} if offline else {}
     if provider == "replay":
         script = overrides.get("script") or getattr(configured, "script", None)
@@ -505,6 +536,11 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
     if provider == "mutate":
         seed = overrides.get("seed", getattr(configured, "seed", 0))
         return MutateAgentConfig(seed=seed, **kept)
+    if provider == "optuna":
+        # --provider optuna keeps the sampler, bounds and pins of an optuna [agent] table.
+        fields = configured.model_dump() if isinstance(configured, OptunaAgentConfig) else kept
+        seed = overrides.get("seed", getattr(configured, "seed", 0))
+        return OptunaAgentConfig.model_validate({**fields, "provider": "optuna", "seed": seed})
     if isinstance(configured, ReplayAgentConfig) and not configured.script.is_absolute():
         return ReplayAgentConfig(provider="replay", script=task.root / configured.script, **kept)
     return configured
@@ -549,6 +585,7 @@ def _positive(value: Any, key: str, constant: str, task: Task, problems: list[st
 
 _AGENTS: dict[str, type[BaseModel]] = {
     "mutate": MutateAgentConfig,
+    "optuna": OptunaAgentConfig,
     "replay": ReplayAgentConfig,
     **MODEL_AGENTS,
 }

@@ -43,13 +43,15 @@ def _settings(
     task_dir: Path | None, overrides: dict[str, Any], check: Any
 ) -> tuple[Any, Any, bool]:
     """The agent config, the configured image and whether the task has a Dockerfile."""
-    from harness.config import MutateAgentConfig, resolve_settings
+    from harness.config import MutateAgentConfig, OptunaAgentConfig, resolve_settings
     from harness.model_config import MODEL_AGENTS
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         if task_dir is None:
             provider = overrides.get("provider", "mutate")
+            if provider == "optuna":
+                return OptunaAgentConfig(provider="optuna"), None, False
             if provider not in MODEL_AGENTS:
                 return MutateAgentConfig(), None, False
             fields = {k: overrides[k] for k in ("model",) if k in overrides}
@@ -76,6 +78,16 @@ def _settings(
 def _check_agent(config: Any, check: Any) -> None:
     from harness.model_config import ModelAgentConfig
 
+    if config.provider == "optuna":
+        from harness.agents.optuna_agent import load_optuna
+
+        try:
+            version = load_optuna(config.sampler).__version__
+        except OvernightError as err:
+            check(None, str(err))
+            return
+        check(f"agent optuna: offline, needs no key; optuna {version} installed")
+        return
     if not isinstance(config, ModelAgentConfig):
         check(f"agent {config.provider}: offline, needs no key")
         return

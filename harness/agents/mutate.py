@@ -9,13 +9,20 @@ resumed night makes the same proposals as an uninterrupted one.
 
 from __future__ import annotations
 
-import ast
 import math
 import random
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from harness.agents.constants import (
+    Constant,
+    find_constants,
+    format_number,
+    in_unit_interval,
+    knobs,
+    round_number,
+)
 from harness.seams import (
     Editor,
     ExperimentRecord,
@@ -31,30 +38,6 @@ _MOVE = re.compile(r"([A-Za-z_]\w*) ([^\s,]+) -> ([^\s,]+)")
 _FLOAT_FACTORS = (0.5, 0.7, 0.85, 1.2, 1.4, 2.0)
 _INT_STEPS = (1, 2, 4)
 _INT_FACTORS = (0.5, 0.75, 1.5, 2.0)
-# Constants that are not knobs: seeds, sizes of the problem, counts of things, run plumbing.
-_NOT_KNOBS = re.compile(
-    r"(?:^|_)(?:seed|random_state|rng)(?:_|$)"
-    r"|^(?:n|m|k|num|count|size)$"
-    r"|^(?:n|num|number_of)_?(?:samples|features|classes|labels|train|test|val|valid|points|items"
-    r"|rows|cols|columns|inputs|outputs|examples|assets|bars|days|series|tokens|targets)$"
-    r"|(?:^|_)(?:vocab_size|input_dim|output_dim|n_in|n_out|image_size|img_size|num_workers|n_jobs"
-    r"|workers|threads|port|verbose|verbosity|debug|device|gpu|gpus|rank|world_size)(?:_|$)"
-    r"|(?:^|_)(?:log|print|eval|save|checkpoint|report)_(?:every|interval|freq|steps)$",
-    re.IGNORECASE,
-)
-# Values that must stay in [0, 1]: probabilities and fractions.
-_UNIT_INTERVAL = re.compile(
-    r"dropout|prob|proba|frac|fraction|ratio|momentum|beta\d?|smoothing|keep|(?:^|_)p(?:_|$)",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class Constant:
-    name: str
-    value: int | float
-    line: str  # the whole source line, to replace it exactly once
-    literal: str  # the literal's text within the line
 
 
 @dataclass(frozen=True)
@@ -103,7 +86,9 @@ class MutateAgent:
                     input={
                         "command": "str_replace",
                         "old_str": constant.line,
-                        "new_str": constant.line.replace(constant.literal, _format(move.new), 1),
+                        "new_str": constant.line.replace(
+                            constant.literal, format_number(move.new), 1
+                        ),
                     },
                 )
             )
@@ -117,63 +102,9 @@ class MutateAgent:
                 f"{', '.join(c.name for c in constants)}; use a model agent to go further"
             )
         description = f"{PREFIX} " + ", ".join(
-            f"{m.name} {_format(m.old)} -> {_format(m.new)}" for m in moves
+            f"{m.name} {format_number(m.old)} -> {format_number(m.new)}" for m in moves
         )
         return Proposal(description=description)
-
-
-def find_constants(source: str) -> list[Constant]:
-    """Module-level `NAME = <number>` lines whose literal is written on that single line."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    lines = source.splitlines()
-    found: dict[str, Constant] = {}
-    seen_twice: set[str] = set()
-    for node in tree.body:
-        target, value = _assignment(node)
-        if target is None or value is None or value.lineno != value.end_lineno:
-            continue
-        number = _number(value)
-        if number is None:
-            continue
-        line = lines[value.lineno - 1]
-        literal = line[value.col_offset : value.end_col_offset]
-        if target in found:
-            seen_twice.add(target)
-        if source.count(line) == 1 and line.count(literal) == 1:
-            found[target] = Constant(target, number, line, literal)
-    return [c for name, c in found.items() if name not in seen_twice]
-
-
-def knobs(constants: list[Constant], prepare_source: str) -> list[Constant]:
-    """The constants worth tuning: not a seed, a size or count of the problem, run plumbing, or
-    a name prepare.py defines too (a setting the evaluator fixes)."""
-    fixed = {c.name for c in find_constants(prepare_source)}
-    return [c for c in constants if not _NOT_KNOBS.search(c.name) and c.name not in fixed]
-
-
-def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
-    if (
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-    ):
-        return node.targets[0].id, node.value
-    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-        return node.target.id, node.value
-    return None, None
-
-
-def _number(node: ast.expr) -> int | float | None:
-    sign = 1
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        sign, node = -1, node.operand
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        number: int | float = node.value  # type: ignore[assignment]
-        return sign * number
-    return None
 
 
 def _learn(
@@ -216,7 +147,7 @@ def _allowed(constant: Constant, value: int | float) -> bool:
     old = constant.value
     if (old >= 0) != (value >= 0):
         return False
-    if isinstance(old, float) and 0.0 <= old <= 1.0 and _UNIT_INTERVAL.search(constant.name):
+    if in_unit_interval(constant):
         return 0.0 <= value <= 1.0
     return True
 
@@ -254,7 +185,7 @@ def _far_value(constant: Constant, tried: Any, rng: random.Random) -> int | floa
                 continue
         else:
             base = value if value != 0.0 else 1e-3
-            new = _round(base * math.exp(rng.gauss(0.0, 0.5 * spread)))
+            new = round_number(base * math.exp(rng.gauss(0.0, 0.5 * spread)))
         if new != value and (name, _key(new)) not in tried and _allowed(constant, new):
             return new
     return None
@@ -271,22 +202,11 @@ def _candidates(value: int | float, up: bool) -> list[int | float]:
     if value == 0.0:
         return [1e-3, 1e-2, 0.1] if up else [-1e-3, -1e-2, -0.1]
     factors = [f for f in _FLOAT_FACTORS if (f > 1) == (up == (value > 0))]
-    values: set[int | float] = {_round(value * f) for f in factors}
+    values: set[int | float] = {round_number(value * f) for f in factors}
     # Further out in the same direction, for when the near values are used up.
     for power in range(2, 6):
-        values |= {_round(value * f**power) for f in factors}
+        values |= {round_number(value * f**power) for f in factors}
     return sorted(values)
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.4g}")
-
-
-def _format(value: int | float) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    text = f"{value:.4g}"
-    return text if any(ch in text for ch in ".en") else text + ".0"
 
 
 def _key(value: float | int) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 from harness.providers.base import Model
 
-# The offline agents need no registry entry of this kind: no SDK, no key, no adapter.
-OFFLINE_AGENTS = ("mutate", "replay")
+# The offline agents need no registry entry of this kind: no key, no adapter (optuna's optional
+# package is checked when its agent is built).
+OFFLINE_AGENTS = ("mutate", "optuna", "replay")
 ADAPTER_MODULES = (
     "harness.providers.anthropic",
     "harness.providers.openai",
