@@ -9,7 +9,6 @@ container is created with AutoRemove, so it goes away at its end whoever is left
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,12 +18,9 @@ from harness.errors import InfrastructureFault, OvernightError
 from harness.seams import RunResult, RunSpec, RunStatus, Scratch
 from sandbox import deadline, volumes
 from sandbox.attached import Attached
+from sandbox.deadline import ENFORCER, TIMEOUT, UNWRAPPED
 from sandbox.hardening import Limits, container_options
-
-LABEL = "org.overnight"
-LABEL_RUN = "org.overnight.run"
-LABEL_PURPOSE = "org.overnight.purpose"
-LABEL_PID = "org.overnight.pid"
+from sandbox.labels import LABEL, LABEL_RUN, owned, owner_alive
 
 
 class SandboxError(OvernightError):
@@ -40,11 +36,6 @@ class ImageMissing(SandboxError, InfrastructureFault):
 
 
 INNER_GRACE_S = deadline.GRACE_S
-ENFORCER, TIMEOUT, UNWRAPPED = (
-    "enforcer",
-    "timeout",
-    "unwrapped",
-)  # how a container gets its deadline
 
 
 class DockerSandbox:
@@ -123,12 +114,7 @@ class DockerSandbox:
         return volumes.tmpfs_volume(self, size_bytes, lifetime_s)
 
     def labels(self, purpose: str) -> dict[str, str]:
-        return {
-            LABEL: "1",
-            LABEL_RUN: self.run_id,
-            LABEL_PURPOSE: purpose,
-            LABEL_PID: str(os.getpid()),
-        }
+        return owned(self.run_id, purpose)
 
     def _run(self, spec: RunSpec, mode: str) -> tuple[RunResult, deadline.Status | None]:
         container = self._create(spec, mode)
@@ -253,22 +239,11 @@ def remove_leftovers(client, run_id: str | None = None) -> int:
         return 0
     removed = 0
     for container in containers:
-        owner = container.labels.get(LABEL_PID, "")
-        if run_id is None and owner.isdigit() and _alive(int(owner)):
+        if run_id is None and owner_alive(container.labels):
             continue
         _remove(container)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill(container) -> None:

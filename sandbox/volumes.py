@@ -12,15 +12,15 @@ Volumes (empty once no container mounts them) left by a killed harness go at the
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from harness.seams import RunSpec, Scratch, ScratchMount
-from sandbox.deadline import keeper
+from sandbox.deadline import ENFORCER, keeper
 from sandbox.hardening import container_options
+from sandbox.labels import LABEL, owned, owner_alive
 from sandbox.users import run_ids
 
 DEFAULT_LIFETIME_S = 3600.0  # a scratch area's lifetime when its user names none
@@ -29,8 +29,6 @@ DEFAULT_LIFETIME_S = 3600.0  # a scratch area's lifetime when its user names non
 @contextlib.contextmanager
 def tmpfs_volume(sandbox: Any, size_bytes: int, lifetime_s: float) -> Iterator[Scratch]:
     """A labelled tmpfs volume of `size_bytes` owned by the runs' uid (DockerSandbox.scratch)."""
-    from sandbox.docker_sandbox import LABEL, LABEL_PID, LABEL_RUN
-
     client = sandbox.client
     if not getattr(sandbox, "_stale_volumes_removed", False):
         remove_stale_volumes(client)
@@ -45,7 +43,7 @@ def tmpfs_volume(sandbox: Any, size_bytes: int, lifetime_s: float) -> Iterator[S
             "device": "tmpfs",
             "o": f"size={size_bytes},nr_inodes={inodes},mode=0755,uid={uid},gid={gid},nosuid,nodev",
         },
-        labels={LABEL: "1", LABEL_RUN: sandbox.run_id, LABEL_PID: str(os.getpid())},
+        labels=owned(sandbox.run_id),
     )
     scratch = Scratch(name=volume.name, size_bytes=size_bytes)
     keepers = _keepers(sandbox)
@@ -64,8 +62,6 @@ def tmpfs_volume(sandbox: Any, size_bytes: int, lifetime_s: float) -> Iterator[S
 def ensure_keepers(sandbox: Any, spec: RunSpec) -> None:
     """Before a run that mounts a scratch volume, start the volume's keeper if it has none yet,
     with what is left of the scratch area's lifetime as its deadline."""
-    from sandbox.docker_sandbox import ENFORCER
-
     keepers = _keepers(sandbox)
     for mount in spec.mounts:
         if not isinstance(mount, ScratchMount) or keepers.get(mount.scratch.name, 1) is not None:
@@ -90,12 +86,9 @@ def ensure_keepers(sandbox: Any, spec: RunSpec) -> None:
 
 def remove_stale_volumes(client) -> int:
     """Remove overnight's volumes whose owning process is gone; returns how many."""
-    from sandbox.docker_sandbox import LABEL, LABEL_PID, _alive
-
     removed = 0
     for volume in client.volumes.list(filters={"label": LABEL}):
-        owner = (volume.attrs.get("Labels") or {}).get(LABEL_PID, "")
-        if owner.isdigit() and _alive(int(owner)):
+        if owner_alive(volume.attrs.get("Labels") or {}):
             continue
         if _quietly(lambda v=volume: v.remove(force=True)):
             removed += 1
