@@ -53,6 +53,7 @@ class DockerSandbox:
         self.say = say
         self._client = client
         self._modes: dict[str, str] = {}
+        self.keepers = volumes.VolumeKeepers(limits, run_id)
 
     @property
     def client(self):
@@ -111,7 +112,7 @@ class DockerSandbox:
     ) -> contextlib.AbstractContextManager[Scratch]:
         """A tmpfs volume of `size_bytes`, kept mounted between the runs of one experiment
         (at most `lifetime_s`, then its keeper ends even if the harness is gone)."""
-        return volumes.tmpfs_volume(self, size_bytes, lifetime_s)
+        return self.keepers.volume(self.client, size_bytes, lifetime_s)
 
     def labels(self, purpose: str) -> dict[str, str]:
         return owned(self.run_id, purpose)
@@ -128,7 +129,7 @@ class DockerSandbox:
         import docker.errors
 
         try:
-            volumes.ensure_keepers(self, spec)
+            self.keepers.ensure(self.client, spec, mode)
             options = container_options(
                 spec, self.limits, self.labels(spec.purpose), enforced=mode == ENFORCER
             )
