@@ -19,7 +19,7 @@ from harness.seams import RunResult, RunSpec, RunStatus, Scratch
 from sandbox import deadline, volumes
 from sandbox.attached import Attached
 from sandbox.deadline import ENFORCER, TIMEOUT, UNWRAPPED
-from sandbox.hardening import Limits, container_options
+from sandbox.hardening import Limits, check_engine, container_options
 from sandbox.labels import LABEL, LABEL_RUN, owned, owner_alive
 
 
@@ -39,6 +39,9 @@ INNER_GRACE_S = deadline.GRACE_S
 
 
 class DockerSandbox:
+    """The Sandbox seam on a Docker engine; the client is made when first needed, and again after
+    the engine went away."""
+
     def __init__(
         self,
         limits: Limits,
@@ -52,14 +55,34 @@ class DockerSandbox:
         self.api_timeout = api_timeout
         self.say = say
         self._client = client
+        self._owned = False  # whether it made the client it holds (then `close` closes it)
         self._modes: dict[str, str] = {}
         self.keepers = volumes.VolumeKeepers(limits, run_id)
 
     @property
     def client(self):
         if self._client is None:
-            self._client = connect(self.api_timeout)
+            self._client, self._owned = connect(self.api_timeout), True
         return self._client
+
+    def open(self) -> None:
+        """Reach the engine now (EngineUnavailable while it does not answer)."""
+        self.client  # noqa: B018 (the property connects)
+
+    def prepare(self, image: str) -> None:
+        """Remove the containers of harnesses that died, then check the runtime and GPUs."""
+        remove_labelled(self.client)
+        check_engine(self.client, self.limits, image)
+
+    def remove_leftovers(self) -> int:
+        return remove_labelled(self.client, run_id=self.run_id)
+
+    def close(self) -> None:
+        """This run's leftovers removed; with the engine gone, the next night's `prepare` will."""
+        with contextlib.suppress(InfrastructureFault):
+            self.remove_leftovers()
+        if self._owned:
+            self._drop_client()
 
     def run(self, spec: RunSpec) -> RunResult:
         """Run one container to its end; engine faults become EngineUnavailable."""
@@ -225,7 +248,7 @@ def connect(api_timeout: float = 60.0):
     return client
 
 
-def remove_leftovers(client, run_id: str | None = None) -> int:
+def remove_labelled(client, run_id: str | None = None) -> int:
     """Remove containers labelled by overnight (of one run, or whose owning process is gone).
 
     Best effort: with the engine unreachable it removes nothing and says so by returning 0.
