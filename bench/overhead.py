@@ -48,9 +48,10 @@ from harness.live import View
 from harness.night import NightSummary, RunOptions, run_night
 from harness.seams import RunSpec, ScratchMount
 from sandbox import deadline
-from sandbox.docker_sandbox import LABEL, LABEL_PID, DockerSandbox, EngineUnavailable
+from sandbox.docker_sandbox import DockerSandbox, EngineUnavailable
 from sandbox.hardening import Limits, container_options
 from sandbox.image import DEFAULT_IMAGE
+from sandbox.labels import LABEL, LABEL_PID
 
 PROGRAM = "# Overhead benchmark\n\ntrain.py does nothing; the metric is a constant.\n"
 

@@ -1,16 +1,26 @@
 """Which sandbox a night runs in, built from the settings: Docker (the default) or --sandbox local.
 
-Docker's runtime and GPUs are checked against the engine before anything runs; the local
-backend is announced as the weaker isolation it is.
+The one module above sandbox/ that names the Docker sandbox: the rest of the harness holds a
+`Sandbox` (harness/seams.py) and asks here for what depends on the engine (the image of a task,
+doctor's engine checks). Docker's runtime and GPUs are checked against the engine before anything
+runs (`Sandbox.prepare`); the local backend is announced as the weaker isolation it is.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from harness.config import Settings, parse_size
 from harness.seams import Sandbox
 from sandbox.hardening import Limits
+
+if TYPE_CHECKING:
+    from harness.task import Task
+
+Say = Callable[[str], None]
 
 LOCAL_IMAGE = "local"  # what config.json and the setup cache call the host's own Python
 
@@ -29,25 +39,82 @@ def limits_for(settings: Settings) -> Limits:
     )
 
 
-def open_sandbox(settings: Settings, client: Any, image: str, run_id: str, say) -> Sandbox:
-    """The night's sandbox; a runtime or GPUs the engine cannot provide stop it here."""
+def make_sandbox(settings: Settings, run_id: str, say: Say) -> Sandbox:
+    """The night's sandbox, not yet opened (nothing is reached until its `open`)."""
     limits = limits_for(settings)
     if settings.sandbox.backend == "local":
-        from sandbox.local_sandbox import WARNING, LocalSandbox
+        from sandbox.local_sandbox import LocalSandbox
 
-        say(WARNING)
-        return LocalSandbox(limits, run_id)
+        return LocalSandbox(limits, run_id, say=say)
     from sandbox.docker_sandbox import DockerSandbox
-    from sandbox.hardening import check_engine
 
-    check_engine(client, limits, image)
     api_timeout = settings.sandbox.api_timeout
-    return DockerSandbox(limits, run_id, client=client, api_timeout=api_timeout, say=say)
+    return DockerSandbox(limits, run_id, api_timeout=api_timeout, say=say)
+
+
+def image_for(sandbox: Sandbox, settings: Settings, task: Task, say: Say) -> str:
+    """The image the night's runs use, built if it must be, from an opened sandbox; TaskError
+    when it lacks a module the task needs."""
+    if settings.sandbox.backend == "local":
+        return LOCAL_IMAGE
+    from harness.task_images import night_image
+
+    return night_image(_client_of(sandbox), settings, task, say)
+
+
+def docker_client(api_timeout: float = 60.0) -> Any:
+    """A Docker client for the image commands, or EngineUnavailable saying what to do."""
+    from sandbox.docker_sandbox import connect
+
+    return connect(api_timeout)
+
+
+def probe_sandbox(settings: Settings, client: Any) -> Sandbox:
+    """A Docker sandbox that only looks inside images: their runtime and GPUs do not matter."""
+    from sandbox.docker_sandbox import DockerSandbox
+
+    limits = replace(limits_for(settings), runtime=None, gpus=())
+    return DockerSandbox(limits, f"probe-{os.getpid()}", client, settings.sandbox.api_timeout)
+
+
+def _client_of(sandbox: Sandbox) -> Any:
+    from sandbox.docker_sandbox import DockerSandbox
+
+    assert isinstance(sandbox, DockerSandbox), sandbox
+    return sandbox.client
 
 
 def isolation(settings: Settings) -> str:
     """One word for config.json and status: how strongly train.py is isolated."""
     return "weaker (--sandbox local)" if settings.sandbox.backend == "local" else "docker"
+
+
+def hardening_lines(settings: Any, client: Any, problems: list[str]) -> list[str]:
+    """`validate`'s line per isolation item a run would have, from the options runs use; a
+    runtime the engine lacks is a problem. `client`: the engine's, or None when unreachable."""
+    limits = limits_for(settings)
+    output = parse_size(settings.sandbox.output_dir_size)
+    if settings.sandbox.backend == "local":
+        from sandbox.local_sandbox import local_report
+
+        return [f"isolation: {line}" for line in local_report(limits, output)]
+    from sandbox.hardening import hardening_report
+
+    info = None
+    if client is not None:
+        info = client.info()
+        runtimes = sorted((info.get("Runtimes") or {}).keys())
+        if limits.runtime and limits.runtime not in runtimes:
+            problems.append(
+                f"sandbox.runtime = {limits.runtime!r} is not installed in the Docker engine "
+                f"(it has: {', '.join(runtimes)}); install it or remove sandbox.runtime"
+            )
+    network = settings.sandbox.setup_network
+    networks = (network, network if settings.sandbox.train_network else "none")
+    lines = [f"hardening: {line}" for line in hardening_report(limits, output, info, networks)]
+    if limits.gpus:
+        lines.append("hardening: (GPU support is checked when a run starts)")
+    return lines
 
 
 def engine_checks(client: Any, task_dir: Any) -> list[tuple[str | None, str | None]]:

@@ -194,10 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         build_for_task(args.task.resolve(), force=args.force)
         return 0
-    from sandbox.docker_sandbox import connect
+    from harness.backends import docker_client
     from sandbox.image import build_default_image
 
-    build_default_image(connect(), force=args.force)
+    build_default_image(docker_client(), force=args.force)
     return 0
 
 

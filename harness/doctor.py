@@ -137,17 +137,15 @@ def _tiny_request(model: Any, config: Any, name: str, known: Any, check: Any) ->
 def _check_docker(
     image: str | None, has_dockerfile: bool, task_dir: Path | None, check: Any
 ) -> None:
-    from sandbox.docker_sandbox import connect
+    from harness.backends import docker_client, engine_checks
     from sandbox.image import DEFAULT_IMAGE, image_exists
 
     try:
-        client = connect()
+        client = docker_client()
     except OvernightError as err:
         check(None, str(err))
         return
     check("Docker engine reachable")
-    from harness.backends import engine_checks
-
     for ok, problem in engine_checks(client, task_dir):
         check(ok, problem)
     if image is None and has_dockerfile:

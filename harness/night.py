@@ -5,7 +5,6 @@ The CLI parses arguments and calls `run_night`; `harness/loop.py` holds the loop
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.agents import make_agent
-from harness.backends import LOCAL_IMAGE, isolation, open_sandbox
+from harness.backends import image_for, isolation, make_sandbox
 from harness.budget import Budget, until_deadline
 from harness.config import Settings, resolve_settings
 from harness.errors import GitError, InfrastructureFault, TaskError
@@ -29,7 +28,7 @@ from harness.noise import current_best
 from harness.pauses import with_pauses
 from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
-from harness.seams import ExperimentRecord, StopNight, Verdict
+from harness.seams import ExperimentRecord, Sandbox, StopNight, Verdict
 from harness.task import Task, load_task
 
 
@@ -72,9 +71,8 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
     _check_same_metric(saved, settings, options.tag)
     agent = make_agent(settings.agent, log=view.message)
     budget = _budget(options, settings)
-    local = settings.sandbox.backend == "local"
-    client = None if local else _try_connect(settings)
-    image = LOCAL_IMAGE if local else _image(client, settings, task, view) if client else None
+    sandbox = make_sandbox(settings, f"{options.tag}-{os.getpid()}", view.message)
+    image = image_for(sandbox, settings, task, view.message) if _opened(sandbox) else None
     place = _clean_repo(task, view)
     run_dir = RunDir(task.root, options.tag)
     run_dir.create()
@@ -83,12 +81,11 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
         unclean = read_state(run_dir.root).get("state") in ("running", "paused")
         write_state(run_dir.root, "running")
         try:
-            if client is None and not local:
-                client = _wait_for_engine(settings, run_dir, view)
-                image = _image(client, settings, task, view)
-            assert image is not None
+            if image is None:
+                _wait_for_engine(sandbox, settings, run_dir, view)
+                image = image_for(sandbox, settings, task, view.message)
             reason = _run(
-                task, settings, agent, client, image, place, run_dir, view, budget, unclean,
+                task, settings, agent, sandbox, image, place, run_dir, view, budget, unclean,
                 options.report_every,
             )  # fmt: skip
         except StopNight as stop:
@@ -113,10 +110,9 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
 
 
 def _run(
-    task, settings, agent, client, image, place, run_dir, view, budget, unclean, report_every
-) -> str:
-    from sandbox.docker_sandbox import remove_leftovers
-
+    task, settings, agent, sandbox: Sandbox, image, place, run_dir, view, budget, unclean,
+    report_every,
+) -> str:  # fmt: skip
     _check_same_evaluator(run_dir, task, settings, image)
     worktree = Worktree(place, run_dir.tag, run_dir.worktree)
     worktree.open()
@@ -126,10 +122,7 @@ def _run(
     if not any(r.status is Verdict.KEEP for r in run_dir.rows()) and worktree.restart():
         view.message(f"{worktree.branch}: no baseline kept yet, so it starts again from your HEAD")
     _announce(settings, view)
-    if client is not None:
-        remove_leftovers(client)
-    run_id = f"{run_dir.tag}-{os.getpid()}"
-    sandbox = open_sandbox(settings, client, image, run_id, view.message)
+    sandbox.prepare(image)
     from harness.experiment import Experimenter
 
     experimenter = Experimenter(task, settings, sandbox, image, run_dir.cache, say=view.message)
@@ -143,10 +136,7 @@ def _run(
     try:
         return night.run()
     finally:
-        # If the engine is gone, the next start removes what is left.
-        with contextlib.suppress(InfrastructureFault):
-            if client is not None:
-                remove_leftovers(getattr(sandbox, "client", client), run_id=run_id)
+        sandbox.close()  # if the engine is gone, the next night's `prepare` removes what is left
 
 
 def _budget(options: RunOptions, settings: Settings) -> Budget:
@@ -174,19 +164,18 @@ def _budget(options: RunOptions, settings: Settings) -> Budget:
     )
 
 
-def _try_connect(settings: Settings):
-    """A client, or None when the engine is not reachable yet (the night then waits for it)."""
-    from sandbox.docker_sandbox import connect
-
+def _opened(sandbox: Sandbox) -> bool:
+    """Whether the engine answers now (if not, the night waits for it once its run folder is
+    locked)."""
     try:
-        return connect(settings.sandbox.api_timeout)
+        sandbox.open()
     except InfrastructureFault:
-        return None
+        return False
+    return True
 
 
-def _wait_for_engine(settings: Settings, run_dir: RunDir, view: View):
+def _wait_for_engine(sandbox: Sandbox, settings: Settings, run_dir: RunDir, view: View) -> None:
     from harness.pauses import PausePolicy
-    from sandbox.docker_sandbox import connect
 
     night = settings.night
     policy = PausePolicy(
@@ -202,13 +191,7 @@ def _wait_for_engine(settings: Settings, run_dir: RunDir, view: View):
         run_dir.event("resume", paused_s=paused)
         write_state(run_dir.root, "running")
 
-    return with_pauses(lambda: connect(settings.sandbox.api_timeout), policy, on_pause, on_resume)
-
-
-def _image(client, settings: Settings, task: Task, view: View) -> str:
-    from harness.task_images import night_image
-
-    return night_image(client, settings, task, view.message)
+    with_pauses(sandbox.open, policy, on_pause, on_resume)
 
 
 def _harness_log(run_dir: RunDir) -> logging.Logger:

@@ -104,7 +104,23 @@ class RunResult:
 
 
 class Sandbox(Protocol):
-    """Runs a command in a disposable, locked-down environment and always cleans it up."""
+    """Runs commands in disposable, locked-down environments and always cleans them up.
+
+    Its lifecycle, as a night uses it (inspect_ai's task_init and cleanup, in our words): `open`
+    until the engine answers, `prepare` once the image is known, any number of `run` and
+    `scratch`, then `close`, after a fault as well. harness/backends.py builds one from the
+    settings; sandbox/docker_sandbox.py and sandbox/local_sandbox.py implement it.
+    """
+
+    def open(self) -> None:
+        """Reach the engine; an InfrastructureFault while it is unreachable (the night waits and
+        calls again). Calling it again once it answered does nothing."""
+        ...
+
+    def prepare(self, image: str) -> None:
+        """Before the first run: remove what a harness that died left behind, and refuse, in one
+        line, what the night needs that the engine cannot give (a runtime, GPUs for `image`)."""
+        ...
 
     def run(self, spec: RunSpec) -> RunResult: ...
 
@@ -113,6 +129,15 @@ class Sandbox(Protocol):
     ) -> AbstractContextManager[Scratch]:
         """A fresh scratch area of at most `size_bytes`, removed when the context ends, and kept
         no longer than `lifetime_s` even if the harness dies."""
+        ...
+
+    def remove_leftovers(self) -> int:
+        """Remove what this sandbox's runs left (a harness killed mid-run leaves containers);
+        best effort, an engine that is gone leaves it to the next `prepare`. How many went."""
+        ...
+
+    def close(self) -> None:
+        """The end of the night: this sandbox's leftovers removed, its connections closed."""
         ...
 
 

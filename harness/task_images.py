@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +108,14 @@ def image_lines(task: Task, settings: Settings, client: Any, problems: list[str]
 
 def image_checks(task_dir: Path, overrides: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     """`doctor`'s (ok, problem) pairs about the task's dependencies and imports."""
+    from harness.backends import docker_client
     from harness.config import resolve_settings
     from harness.task import load_task
-    from sandbox.docker_sandbox import connect
 
     try:
         task = load_task(task_dir)
         settings = resolve_settings(task, {k: v for k, v in overrides.items() if v is not None})
-        client = connect(settings.sandbox.api_timeout)
+        client = docker_client(settings.sandbox.api_timeout)
     except (OvernightError, ValueError):
         return []  # the settings or the engine check says why
     problems: list[str] = []
@@ -129,14 +128,14 @@ def image_checks(task_dir: Path, overrides: dict[str, Any]) -> list[tuple[str | 
 
 def build_for_task(task_dir: Path, force: bool, say: Say = print) -> str:
     """`overnight image build TASK`: the task's image now, then the same check as a night's."""
+    from harness.backends import docker_client
     from harness.config import resolve_settings
     from harness.task import load_task
-    from sandbox.docker_sandbox import connect
     from sandbox.image import build_default_image
 
     task = load_task(task_dir)
     settings = resolve_settings(task)
-    client = connect(settings.sandbox.api_timeout)
+    client = docker_client(settings.sandbox.api_timeout)
     if choose(task, settings).kind == "base":
         build_default_image(client, log=say, force=force)
     name = night_image(client, settings, task, say, force=force)
@@ -200,13 +199,11 @@ def _imports(task: Task) -> list[Import]:
 
 def _probe(client: Any, settings: Settings, task: Task, image: str, choice: Choice) -> Any:
     """(problems, notes): required modules the image lacks, and optional ones."""
-    from harness.backends import limits_for
-    from sandbox.docker_sandbox import DockerSandbox
+    from harness.backends import probe_sandbox
     from sandbox.module_probe import missing_modules
 
     imports = _imports(task)
-    limits = replace(limits_for(settings), runtime=None, gpus=())  # only the image matters here
-    sandbox = DockerSandbox(limits, f"probe-{os.getpid()}", client, settings.sandbox.api_timeout)
+    sandbox = probe_sandbox(settings, client)
     missing = missing_modules(sandbox, image, sorted({i.module for i in imports}))
     problems, notes = [], []
     for item in imports:

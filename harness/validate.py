@@ -71,7 +71,9 @@ def validate(task_dir: Path, out: Any = print, overrides: dict[str, Any] | None 
         )
     if settings.confirm_runs:
         out(f"confirmation: a new best is re-run {settings.confirm_runs} more time(s) first")
-    for line in _hardening(settings, client, problems):
+    from harness.backends import hardening_lines
+
+    for line in hardening_lines(settings, client, problems):
         out(line)
     out(
         "a run would: run `python prepare.py` once (cached), measure the unmodified baseline, "
@@ -249,9 +251,9 @@ def _image(configured: str | None, task_dir: Path, has_dockerfile: bool) -> tupl
         f"built from {task_dir / 'Dockerfile'}" if has_dockerfile else DEFAULT_IMAGE
     )
     try:
-        from sandbox.docker_sandbox import connect
+        from harness.backends import docker_client
 
-        client = connect()
+        client = docker_client()
     except OvernightError as err:
         return name, str(err), None
     if has_dockerfile and not configured:
@@ -271,33 +273,3 @@ def _local_python(problems: list[str]) -> str:
     except LocalSandboxError as err:
         problems.append(str(err))
         return "(none usable)"
-
-
-def _hardening(settings: Any, client: Any, problems: list[str]) -> list[str]:
-    """One line per isolation item a run would have; a runtime the engine lacks is a problem."""
-    from harness.backends import limits_for
-    from harness.config import parse_size
-
-    limits = limits_for(settings)
-    output = parse_size(settings.sandbox.output_dir_size)
-    if settings.sandbox.backend == "local":
-        from sandbox.local_sandbox import local_report
-
-        return [f"isolation: {line}" for line in local_report(limits, output)]
-    from sandbox.hardening import hardening_report
-
-    info = None
-    if client is not None:
-        info = client.info()
-        runtimes = sorted((info.get("Runtimes") or {}).keys())
-        if limits.runtime and limits.runtime not in runtimes:
-            problems.append(
-                f"sandbox.runtime = {limits.runtime!r} is not installed in the Docker engine "
-                f"(it has: {', '.join(runtimes)}); install it or remove sandbox.runtime"
-            )
-    network = settings.sandbox.setup_network
-    networks = (network, network if settings.sandbox.train_network else "none")
-    lines = [f"hardening: {line}" for line in hardening_report(limits, output, info, networks)]
-    if limits.gpus:
-        lines.append("hardening: (GPU support is checked when a run starts)")
-    return lines

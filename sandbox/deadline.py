@@ -17,6 +17,8 @@ from sandbox import enforcer
 
 PREFIX = enforcer.STATUS_PREFIX
 GRACE_S = 5  # the in-container deadline trails the harness's own by this much
+# How a container gets its deadline: the enforcer as PID 1, `timeout -s KILL`, or none at all.
+ENFORCER, TIMEOUT, UNWRAPPED = "enforcer", "timeout", "unwrapped"
 NO_ENFORCER = (
     "image {image!r} has no python3 that can run overnight's deadline enforcer: its containers "
     "run under Docker's init{timeout}, which code inside could stop (kill -9 of the harness "

@@ -9,7 +9,6 @@ container is created with AutoRemove, so it goes away at its end whoever is left
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,12 +18,9 @@ from harness.errors import InfrastructureFault, OvernightError
 from harness.seams import RunResult, RunSpec, RunStatus, Scratch
 from sandbox import deadline, volumes
 from sandbox.attached import Attached
-from sandbox.hardening import Limits, container_options
-
-LABEL = "org.overnight"
-LABEL_RUN = "org.overnight.run"
-LABEL_PURPOSE = "org.overnight.purpose"
-LABEL_PID = "org.overnight.pid"
+from sandbox.deadline import ENFORCER, TIMEOUT, UNWRAPPED
+from sandbox.hardening import Limits, check_engine, container_options
+from sandbox.labels import LABEL, LABEL_RUN, owned, owner_alive
 
 
 class SandboxError(OvernightError):
@@ -40,14 +36,12 @@ class ImageMissing(SandboxError, InfrastructureFault):
 
 
 INNER_GRACE_S = deadline.GRACE_S
-ENFORCER, TIMEOUT, UNWRAPPED = (
-    "enforcer",
-    "timeout",
-    "unwrapped",
-)  # how a container gets its deadline
 
 
 class DockerSandbox:
+    """The Sandbox seam on a Docker engine; the client is made when first needed, and again after
+    the engine went away."""
+
     def __init__(
         self,
         limits: Limits,
@@ -61,13 +55,34 @@ class DockerSandbox:
         self.api_timeout = api_timeout
         self.say = say
         self._client = client
+        self._owned = False  # whether it made the client it holds (then `close` closes it)
         self._modes: dict[str, str] = {}
+        self.keepers = volumes.VolumeKeepers(limits, run_id)
 
     @property
     def client(self):
         if self._client is None:
-            self._client = connect(self.api_timeout)
+            self._client, self._owned = connect(self.api_timeout), True
         return self._client
+
+    def open(self) -> None:
+        """Reach the engine now (EngineUnavailable while it does not answer)."""
+        self.client  # noqa: B018 (the property connects)
+
+    def prepare(self, image: str) -> None:
+        """Remove the containers of harnesses that died, then check the runtime and GPUs."""
+        remove_labelled(self.client)
+        check_engine(self.client, self.limits, image)
+
+    def remove_leftovers(self) -> int:
+        return remove_labelled(self.client, run_id=self.run_id)
+
+    def close(self) -> None:
+        """This run's leftovers removed; with the engine gone, the next night's `prepare` will."""
+        with contextlib.suppress(InfrastructureFault):
+            self.remove_leftovers()
+        if self._owned:
+            self._drop_client()
 
     def run(self, spec: RunSpec) -> RunResult:
         """Run one container to its end; engine faults become EngineUnavailable."""
@@ -120,15 +135,10 @@ class DockerSandbox:
     ) -> contextlib.AbstractContextManager[Scratch]:
         """A tmpfs volume of `size_bytes`, kept mounted between the runs of one experiment
         (at most `lifetime_s`, then its keeper ends even if the harness is gone)."""
-        return volumes.tmpfs_volume(self, size_bytes, lifetime_s)
+        return self.keepers.volume(self.client, size_bytes, lifetime_s)
 
     def labels(self, purpose: str) -> dict[str, str]:
-        return {
-            LABEL: "1",
-            LABEL_RUN: self.run_id,
-            LABEL_PURPOSE: purpose,
-            LABEL_PID: str(os.getpid()),
-        }
+        return owned(self.run_id, purpose)
 
     def _run(self, spec: RunSpec, mode: str) -> tuple[RunResult, deadline.Status | None]:
         container = self._create(spec, mode)
@@ -142,7 +152,7 @@ class DockerSandbox:
         import docker.errors
 
         try:
-            volumes.ensure_keepers(self, spec)
+            self.keepers.ensure(self.client, spec, mode)
             options = container_options(
                 spec, self.limits, self.labels(spec.purpose), enforced=mode == ENFORCER
             )
@@ -238,7 +248,7 @@ def connect(api_timeout: float = 60.0):
     return client
 
 
-def remove_leftovers(client, run_id: str | None = None) -> int:
+def remove_labelled(client, run_id: str | None = None) -> int:
     """Remove containers labelled by overnight (of one run, or whose owning process is gone).
 
     Best effort: with the engine unreachable it removes nothing and says so by returning 0.
@@ -253,22 +263,11 @@ def remove_leftovers(client, run_id: str | None = None) -> int:
         return 0
     removed = 0
     for container in containers:
-        owner = container.labels.get(LABEL_PID, "")
-        if run_id is None and owner.isdigit() and _alive(int(owner)):
+        if run_id is None and owner_alive(container.labels):
             continue
         _remove(container)
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill(container) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.errors import OvernightError
 from harness.seams import Mount, RunSpec, ScratchMount, Tmpfs
+from sandbox.labels import LABEL, LABEL_PURPOSE
 from sandbox.users import container_user
 
 NOFILE = 4096
@@ -137,8 +138,6 @@ def check_engine(client, limits: Limits, image: str) -> None:
 def _probe_gpus(client, limits: Limits, image: str) -> None:
     """Start one tiny container with the GPU request: the engine says only at start if it can."""
     import docker.errors
-
-    from sandbox.docker_sandbox import LABEL, LABEL_PURPOSE
 
     spec = RunSpec(image=image, command=["true"], mounts=[], env={}, timeout_s=30, purpose="probe")
     options = container_options(spec, limits, {LABEL: "1", LABEL_PURPOSE: "probe"}, False)

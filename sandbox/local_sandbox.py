@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.errors import OvernightError
@@ -70,9 +70,25 @@ def _everyone_can_run(path: str) -> bool:
 class LocalSandbox:
     """Runs each step as a local process group; the evaluator is a process of its own too."""
 
-    def __init__(self, limits: Limits, run_id: str) -> None:
+    def __init__(
+        self, limits: Limits, run_id: str, say: Callable[[str], None] = lambda _: None
+    ) -> None:
         self.limits = limits
         self.run_id = run_id
+        self.say = say
+
+    def open(self) -> None:
+        """Nothing to reach: the host is always there."""
+
+    def prepare(self, image: str) -> None:
+        """Nothing is left by a dead harness but temporary folders; say what isolation this is."""
+        self.say(WARNING)
+
+    def remove_leftovers(self) -> int:
+        return 0  # every run removes its own folder, and its processes die with their session
+
+    def close(self) -> None:
+        """Nothing is held between runs."""
 
     @contextlib.contextmanager
     def scratch(self, size_bytes: int, lifetime_s: float = 3600.0) -> Iterator[Scratch]:

@@ -26,6 +26,7 @@ from typing import Any
 from sandbox.build_log import BuildLog
 from sandbox.host_pip import BUILD_DIR, CA_FILE, HostPip, host_pip, redact
 from sandbox.image import RECIPE_LABEL, ImageError, image_exists
+from sandbox.labels import alive
 
 TASK_REPOSITORY = "overnight/task"
 TASK_LABEL = "org.overnight.task"  # the task folder an image is for
@@ -286,10 +287,8 @@ def remove_replaced(client: Any, task_dir: Path, keep_id: str, keep_names: Any =
 
 def remove_stale_builders(client: Any) -> None:
     """Build containers whose overnight process is gone (it was killed mid-build)."""
-    from sandbox.docker_sandbox import _alive
-
     for container in client.containers.list(all=True, filters={"name": BUILDER_PREFIX}):
         pid = container.name.removeprefix(BUILDER_PREFIX).split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             with contextlib.suppress(Exception):
                 container.remove(force=True)

@@ -12,105 +12,91 @@ Volumes (empty once no container mounts them) left by a killed harness go at the
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from harness.seams import RunSpec, Scratch, ScratchMount
-from sandbox.deadline import keeper
-from sandbox.hardening import container_options
+from sandbox.deadline import ENFORCER, keeper
+from sandbox.hardening import Limits, container_options
+from sandbox.labels import LABEL, owned, owner_alive
 from sandbox.users import run_ids
 
 DEFAULT_LIFETIME_S = 3600.0  # a scratch area's lifetime when its user names none
 
 
-@contextlib.contextmanager
-def tmpfs_volume(sandbox: Any, size_bytes: int, lifetime_s: float) -> Iterator[Scratch]:
-    """A labelled tmpfs volume of `size_bytes` owned by the runs' uid (DockerSandbox.scratch)."""
-    from sandbox.docker_sandbox import LABEL, LABEL_PID, LABEL_RUN
+class VolumeKeepers:
+    """The scratch volumes of one sandbox, each with the keeper container that holds it mounted
+    (None until the first run that mounts it), and when each may live until."""
 
-    client = sandbox.client
-    if not getattr(sandbox, "_stale_volumes_removed", False):
-        remove_stale_volumes(client)
-        sandbox._stale_volumes_removed = True
-    uid, gid = run_ids()
-    inodes = max(size_bytes // 4096, 1024)
-    volume = client.volumes.create(
-        name=f"overnight-{sandbox.run_id}-{uuid.uuid4().hex[:12]}",
-        driver="local",
-        driver_opts={
-            "type": "tmpfs",
-            "device": "tmpfs",
-            "o": f"size={size_bytes},nr_inodes={inodes},mode=0755,uid={uid},gid={gid},nosuid,nodev",
-        },
-        labels={LABEL: "1", LABEL_RUN: sandbox.run_id, LABEL_PID: str(os.getpid())},
-    )
-    scratch = Scratch(name=volume.name, size_bytes=size_bytes)
-    keepers = _keepers(sandbox)
-    keepers[scratch.name] = None
-    _lifetimes(sandbox)[scratch.name] = (time.monotonic(), lifetime_s)
-    try:
-        yield scratch
-    finally:
-        keeper = keepers.pop(scratch.name, None)
-        _lifetimes(sandbox).pop(scratch.name, None)
-        if keeper is not None:
-            _quietly(lambda: keeper.remove(force=True))
-        _quietly(lambda: volume.remove(force=True))
+    def __init__(self, limits: Limits, run_id: str) -> None:
+        self.limits = limits
+        self.run_id = run_id
+        self._keepers: dict[str, Any] = {}
+        self._lifetimes: dict[str, tuple[float, float]] = {}  # made at, may live (monotonic s)
+        self._stale_removed = False
 
-
-def ensure_keepers(sandbox: Any, spec: RunSpec) -> None:
-    """Before a run that mounts a scratch volume, start the volume's keeper if it has none yet,
-    with what is left of the scratch area's lifetime as its deadline."""
-    from sandbox.docker_sandbox import ENFORCER
-
-    keepers = _keepers(sandbox)
-    for mount in spec.mounts:
-        if not isinstance(mount, ScratchMount) or keepers.get(mount.scratch.name, 1) is not None:
-            continue
-        born, lifetime = _lifetimes(sandbox)[mount.scratch.name]
-        seconds = max(born + lifetime - time.monotonic(), 1.0)
-        mode = sandbox.deadline_mode(spec.image)
-        keep = RunSpec(
-            image=spec.image,
-            command=keeper(seconds) if mode == ENFORCER else ["sleep", f"{int(seconds)}"],
-            mounts=[ScratchMount(mount.scratch, "/overnight/keep", read_only=True)],
-            env={},
-            timeout_s=seconds,
-            purpose="keeper",
+    @contextlib.contextmanager
+    def volume(self, client: Any, size_bytes: int, lifetime_s: float) -> Iterator[Scratch]:
+        """A labelled tmpfs volume of `size_bytes` owned by the runs' uid (DockerSandbox.scratch)."""
+        if not self._stale_removed:
+            remove_stale_volumes(client)
+            self._stale_removed = True
+        uid, gid = run_ids()
+        inodes = max(size_bytes // 4096, 1024)
+        options = f"size={size_bytes},nr_inodes={inodes},mode=0755,uid={uid},gid={gid},nosuid,nodev"
+        volume = client.volumes.create(
+            name=f"overnight-{self.run_id}-{uuid.uuid4().hex[:12]}",
+            driver="local",
+            driver_opts={"type": "tmpfs", "device": "tmpfs", "o": options},
+            labels=owned(self.run_id),
         )
-        options = container_options(
-            keep, sandbox.limits, sandbox.labels("keeper"), enforced=mode == ENFORCER
-        )
-        keeper_container = keepers[mount.scratch.name] = sandbox.client.containers.create(**options)
-        keeper_container.start()
+        scratch = Scratch(name=volume.name, size_bytes=size_bytes)
+        self._keepers[scratch.name] = None
+        self._lifetimes[scratch.name] = (time.monotonic(), lifetime_s)
+        try:
+            yield scratch
+        finally:
+            keeper = self._keepers.pop(scratch.name, None)
+            self._lifetimes.pop(scratch.name, None)
+            if keeper is not None:
+                _quietly(lambda: keeper.remove(force=True))
+            _quietly(lambda: volume.remove(force=True))
+
+    def ensure(self, client: Any, spec: RunSpec, mode: str) -> None:
+        """Before a run that mounts a scratch volume, start the volume's keeper if it has none
+        yet, with what is left of the scratch area's lifetime as its deadline. `mode`: how
+        containers of the spec's image get their deadline (deadline.ENFORCER or another)."""
+        for mount in [m for m in spec.mounts if isinstance(m, ScratchMount)]:
+            name = mount.scratch.name
+            if self._keepers.get(name, 1) is not None:
+                continue  # not a scratch volume of ours, or it has its keeper already
+            born, lifetime = self._lifetimes[name]
+            seconds = max(born + lifetime - time.monotonic(), 1.0)
+            keep = RunSpec(
+                image=spec.image,
+                command=keeper(seconds) if mode == ENFORCER else ["sleep", f"{int(seconds)}"],
+                mounts=[ScratchMount(mount.scratch, "/overnight/keep", read_only=True)],
+                env={},
+                timeout_s=seconds,
+                purpose="keeper",
+            )
+            labels = owned(self.run_id, "keeper")
+            options = container_options(keep, self.limits, labels, enforced=mode == ENFORCER)
+            container = self._keepers[name] = client.containers.create(**options)
+            container.start()
 
 
 def remove_stale_volumes(client) -> int:
     """Remove overnight's volumes whose owning process is gone; returns how many."""
-    from sandbox.docker_sandbox import LABEL, LABEL_PID, _alive
-
     removed = 0
     for volume in client.volumes.list(filters={"label": LABEL}):
-        owner = (volume.attrs.get("Labels") or {}).get(LABEL_PID, "")
-        if owner.isdigit() and _alive(int(owner)):
+        if owner_alive(volume.attrs.get("Labels") or {}):
             continue
         if _quietly(lambda v=volume: v.remove(force=True)):
             removed += 1
     return removed
-
-
-def _lifetimes(sandbox: Any) -> dict[str, tuple[float, float]]:
-    """When each scratch area was made and how long it may live (monotonic seconds)."""
-    return sandbox.__dict__.setdefault("_scratch_lifetimes", {})
-
-
-def _keepers(sandbox: Any) -> dict[str, Any]:
-    if not hasattr(sandbox, "_keepers"):
-        sandbox._keepers = {}
-    return sandbox._keepers
 
 
 def _quietly(action) -> bool:

@@ -29,6 +29,7 @@ ENGINE_FREE = {
     "test_edit_tool",
     "test_enforcer_guard",
     "test_image_recipes",
+    "test_layers",
     "test_ledger",
     "test_local_workers",
     "test_metric_choice",

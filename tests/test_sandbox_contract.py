@@ -5,6 +5,7 @@ scratch area, no host environment, and nothing left running. Docker's lockdown i
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from harness.seams import Mount, RunSpec, RunStatus, ScratchMount
 from sandbox.docker_sandbox import DockerSandbox, Limits, SandboxError
 from sandbox.hardening import HardeningError, check_engine
 from sandbox.image import DEFAULT_IMAGE
+from sandbox.labels import LABEL, LABEL_PID, LABEL_RUN, owned
 from sandbox.local_sandbox import LocalSandbox
 
 MiB = 1024 * 1024
@@ -160,6 +162,45 @@ def test_no_host_environment_variable_reaches_the_code(sandbox, monkeypatch):
 
 
 # --- Docker only -------------------------------------------------------------------------------
+
+
+def test_the_lifecycle_opens_prepares_runs_and_closes_with_nothing_left(sandbox):
+    said: list[str] = []
+    sandbox.say = said.append
+    sandbox.open()
+    sandbox.open()  # once it answered, again is nothing
+    sandbox.prepare(DEFAULT_IMAGE)
+    with sandbox.scratch(MiB, lifetime_s=60) as scratch:
+        write = python(
+            "import os; open(os.environ['OUT'] + '/f', 'w').write('x')",
+            mounts=[ScratchMount(scratch, "/overnight/out", False)],
+            env={"OUT": "/overnight/out"},
+        )
+        assert sandbox.run(write).status is RunStatus.OK
+    sandbox.close()
+    assert sandbox.remove_leftovers() == 0
+    local = isinstance(sandbox, LocalSandbox)
+    assert any("WEAKER ISOLATION" in line for line in said) == local
+
+
+def test_prepare_removes_what_a_dead_harness_left_and_close_what_this_run_left(
+    docker_client, no_leftover_containers
+):
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a harness that died: its pid is free
+    dead = {LABEL: "1", LABEL_RUN: "dead-night", LABEL_PID: str(gone.pid)}
+    orphan = docker_client.containers.create(DEFAULT_IMAGE, ["sleep", "60"], labels=dead)
+    left = docker_client.containers.create(DEFAULT_IMAGE, ["sleep", "60"], labels=owned("night"))
+    sandbox = DockerSandbox(LIMITS, run_id="night")  # it connects on its own at `open`
+
+    def present() -> set[str]:
+        return {c.id for c in docker_client.containers.list(all=True, ignore_removed=True)}
+
+    sandbox.open()
+    sandbox.prepare(DEFAULT_IMAGE)
+    assert orphan.id not in present() and left.id in present()  # this harness is alive
+    sandbox.close()
+    assert left.id not in present()
 
 
 def test_the_container_is_locked_down(docker_sandbox, tmp_path):
