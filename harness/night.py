@@ -110,8 +110,8 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
 
 
 def _run(
-    task, settings, agent, sandbox: Sandbox, image, place, run_dir, view, budget, unclean,
-    report_every,
+    task: Any, settings: Any, agent: Any, sandbox: Sandbox, image: Any, place: Any, run_dir: Any, view: Any, budget: Any, unclean: Any,
+    report_every: Any,
 ) -> str:  # fmt: skip
     _check_same_evaluator(run_dir, task, settings, image)
     worktree = Worktree(place, run_dir.tag, run_dir.worktree)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from harness.errors import InfrastructureFault, OvernightError
 from harness.seams import RunResult, RunSpec, RunStatus, Scratch
@@ -46,7 +47,7 @@ class DockerSandbox:
         self,
         limits: Limits,
         run_id: str,
-        client=None,
+        client: Any = None,
         api_timeout: float = 60.0,
         say: Callable[[str], None] = lambda _: None,
     ) -> None:
@@ -60,7 +61,7 @@ class DockerSandbox:
         self.keepers = volumes.VolumeKeepers(limits, run_id)
 
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             self._client, self._owned = connect(self.api_timeout), True
         return self._client
@@ -147,7 +148,7 @@ class DockerSandbox:
         finally:
             _remove(container)
 
-    def _create(self, spec: RunSpec, mode: str):
+    def _create(self, spec: RunSpec, mode: str) -> Any:
         """A locked-down container for the spec; every option comes from `container_options`."""
         import docker.errors
 
@@ -167,7 +168,7 @@ class DockerSandbox:
                 raise
             raise SandboxError(f"the Docker engine refused the container: {err}") from err
 
-    def _wait(self, container, spec: RunSpec, mode: str):
+    def _wait(self, container: Any, spec: RunSpec, mode: str) -> Any:
         """Start the container and wait for its end (or kill it at the deadline): its result,
         and the enforcer's status where the enforcer ran it."""
         wait_for = spec.timeout_s + INNER_GRACE_S + 2 * self.api_timeout
@@ -193,7 +194,7 @@ class DockerSandbox:
         )
         return result, status
 
-    def _watch(self, container, attached: Attached, deadline_at: float):
+    def _watch(self, container: Any, attached: Attached, deadline_at: float) -> Any:
         """Poll until the container is gone: (exit code, peak memory seen, whether it was
         killed at the deadline)."""
         peak, interval = 0, 0.1  # short at first, so the peak memory of a short run is seen
@@ -232,7 +233,7 @@ def _with_inner_deadline(spec: RunSpec, mode: str) -> RunSpec:
     return spec
 
 
-def connect(api_timeout: float = 60.0):
+def connect(api_timeout: float = 60.0) -> Any:
     """A Docker client whose every call times out, or EngineUnavailable saying what to do."""
     import docker
     import docker.errors
@@ -248,7 +249,7 @@ def connect(api_timeout: float = 60.0):
     return client
 
 
-def remove_labelled(client, run_id: str | None = None) -> int:
+def remove_labelled(client: Any, run_id: str | None = None) -> int:
     """Remove containers labelled by overnight (of one run, or whose owning process is gone).
 
     Best effort: with the engine unreachable it removes nothing and says so by returning 0.
@@ -270,7 +271,7 @@ def remove_labelled(client, run_id: str | None = None) -> int:
     return removed
 
 
-def _kill(container) -> None:
+def _kill(container: Any) -> None:
     import docker.errors
 
     # It may have exited between the deadline and the kill.
@@ -278,7 +279,7 @@ def _kill(container) -> None:
         container.kill()
 
 
-def _remove(container) -> None:
+def _remove(container: Any) -> None:
     """Remove a container; if the engine is gone, the next start's cleanup will."""
     import docker.errors
     import requests.exceptions

@@ -97,7 +97,7 @@ def container_options(
     return options
 
 
-def _mount(mount: Mount | ScratchMount):
+def _mount(mount: Mount | ScratchMount) -> Any:
     """A bind mount of a host path, or a scratch volume (never seeded from the image: nocopy).
     Given as a list, not a dict keyed by source: one host file may be mounted at two places."""
     from docker.types import Mount as DockerMount
@@ -113,7 +113,7 @@ def _mount(mount: Mount | ScratchMount):
     return DockerMount(mount.container, str(mount.host), type="bind", read_only=mount.read_only)
 
 
-def _gpu_request(gpus: tuple[str, ...]):
+def _gpu_request(gpus: tuple[str, ...]) -> Any:
     from docker.types import DeviceRequest
 
     if gpus == ("all",):
@@ -121,7 +121,7 @@ def _gpu_request(gpus: tuple[str, ...]):
     return DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])
 
 
-def check_engine(client, limits: Limits, image: str) -> None:
+def check_engine(client: Any, limits: Limits, image: str) -> None:
     """Refuse, in one line, a runtime the engine lacks or GPUs it cannot hand out."""
     if limits.runtime:
         runtimes = sorted((client.info().get("Runtimes") or {}).keys())
@@ -135,7 +135,7 @@ def check_engine(client, limits: Limits, image: str) -> None:
         _probe_gpus(client, limits, image)
 
 
-def _probe_gpus(client, limits: Limits, image: str) -> None:
+def _probe_gpus(client: Any, limits: Limits, image: str) -> None:
     """Start one tiny container with the GPU request: the engine says only at start if it can."""
     import docker.errors
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from harness.errors import OvernightError
 from harness.seams import Mount, RunResult, RunSpec, RunStatus, Scratch, ScratchMount, Tmpfs
@@ -254,7 +255,7 @@ class _Process:
                 return None, _maxrss_bytes(usage), True
             time.sleep(0.02)
 
-    def _read(self, stream) -> None:
+    def _read(self, stream: Any) -> None:
         cap = self.limits.output_cap_bytes
         while chunk := stream.read1(1 << 16):
             self.tail += chunk

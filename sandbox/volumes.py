@@ -88,7 +88,7 @@ class VolumeKeepers:
             container.start()
 
 
-def remove_stale_volumes(client) -> int:
+def remove_stale_volumes(client: Any) -> int:
     """Remove overnight's volumes whose owning process is gone; returns how many."""
     removed = 0
     for volume in client.volumes.list(filters={"label": LABEL}):
@@ -99,7 +99,7 @@ def remove_stale_volumes(client) -> int:
     return removed
 
 
-def _quietly(action) -> bool:
+def _quietly(action: Any) -> bool:
     """Cleanup that must not hide the real error: an engine that is gone leaves it to the next start."""
     import docker.errors
     import requests.exceptions
