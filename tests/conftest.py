@@ -103,6 +103,19 @@ def committed_repo(folder: Path) -> Path:
     return folder
 
 
+def nest_folders(top: Path, levels: int) -> None:
+    """A chain of folders named d, `levels` deep under `top`, made relative to a descriptor so
+    the whole path may be longer than PATH_MAX (remove it with sandbox.tree.remove: pytest's
+    rmtree would recurse that deep and fail)."""
+    folder = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=folder)
+        inner = os.open("d", os.O_RDONLY, dir_fd=folder)
+        os.close(folder)
+        folder = inner
+    os.close(folder)
+
+
 def copy_quickstart(tmp_path: Path) -> Path:
     target = tmp_path / "quickstart"
     shutil.copytree(QUICKSTART, target, ignore=shutil.ignore_patterns(".overnight"))

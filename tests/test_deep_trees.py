@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import results, run_cli, write_script
+from conftest import nest_folders, results, run_cli, write_script
 from test_night import replace_value, value_task
 
 from harness.seams import Verdict
@@ -55,13 +55,7 @@ def test_folders_3000_deep_are_refused_and_the_night_goes_on(backend, tmp_path, 
 def test_walk_stops_at_its_depth_and_remove_takes_any_depth(tmp_path):
     top = tmp_path / "top"
     top.mkdir()
-    folder = os.open(top, os.O_RDONLY)
-    for _ in range(3000):  # relative to a descriptor: the whole path is over PATH_MAX
-        os.mkdir("d", dir_fd=folder)
-        inner = os.open("d", os.O_RDONLY, dir_fd=folder)
-        os.close(folder)
-        folder = inner
-    os.close(folder)
+    nest_folders(top, 3000)
     (top / "d" / "file").write_text("x")
     walked = list(tree.walk(top, max_depth=5))
     assert len(walked) == 6 and "file" in walked[1][2]

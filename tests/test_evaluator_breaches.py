@@ -22,6 +22,7 @@ from conftest import (
     copy_quickstart,
     events,
     git,
+    nest_folders,
     results,
     run_cli,
     write_script,
@@ -32,6 +33,7 @@ from test_night import replace_value, value_task
 
 from harness.experiment import read_result
 from harness.seams import RunResult, RunStatus
+from sandbox import tree
 from sandbox.evaluator_checks import MAX_ENTRIES, unsafe_output
 
 NARROWED = "(a value was narrowed; overnight makes that an error)"
@@ -493,17 +495,11 @@ def test_the_output_check_refuses_deep_and_crowded_folders_without_raising(tmp_p
     deep = tmp_path / "deep"
     deep.mkdir()
     try:
-        folder = os.open(deep, os.O_RDONLY)
-        for _ in range(3000):  # relative to a descriptor: the whole path is over PATH_MAX
-            os.mkdir("d", dir_fd=folder)
-            inner = os.open("d", os.O_RDONLY, dir_fd=folder)
-            os.close(folder)
-            folder = inner
-        os.close(folder)
+        nest_folders(deep, 3000)
         problem = unsafe_output(str(deep), 1 << 30)
         assert problem is not None and "folders nested too deep (more than 100 levels)" in problem
     finally:
-        remove_chain(deep)  # pytest's rmtree would recurse 3,000 deep, and fail every session
+        tree.remove(deep)  # pytest's rmtree would recurse 3,000 deep, and fail every session
     crowded = tmp_path / "crowded"
     crowded.mkdir()
     for number in range(MAX_ENTRIES + 1):
@@ -511,14 +507,3 @@ def test_the_output_check_refuses_deep_and_crowded_folders_without_raising(tmp_p
     assert f"{MAX_ENTRIES} entries" in str(unsafe_output(str(crowded), 1 << 30))
     os.unlink(crowded / "0")
     assert unsafe_output(str(crowded), 1 << 30) is None
-
-
-def remove_chain(top: Path) -> None:
-    """Remove a chain of folders named d under `top`, one level at a time."""
-    while (top / "d").exists():
-        if (top / "d" / "d").exists():
-            os.rename(top / "d" / "d", top / "next")
-            os.rmdir(top / "d")
-            os.rename(top / "next", top / "d")
-        else:
-            os.rmdir(top / "d")

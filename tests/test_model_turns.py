@@ -278,7 +278,7 @@ def test_the_models_notes_survive_a_kill_9_of_the_harness(tmp_path, monkeypatch,
             while len(llm.model_requests()) < 4 or not (task / ".overnight/k/notes.md").exists():
                 assert time.monotonic() < deadline and harness.poll() is None
                 time.sleep(0.2)
-            time.sleep(2)  # experiment 2 is training
+            # Experiment 2's proposal is answered: the harness is committing or training it.
         finally:
             os.killpg(harness.pid, signal.SIGKILL)
             harness.wait()
