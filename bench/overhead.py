@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.config import SandboxConfig, parse_size
+from harness.config import SandboxConfig
 from harness.live import View
 from harness.night import NightSummary, RunOptions, run_night
 from harness.seams import RunSpec, ScratchMount
@@ -192,11 +192,11 @@ def bare_docker(command: list[str], times: int, flags: list[str] | None = None) 
 def default_limits() -> Limits:
     config = SandboxConfig()
     return Limits(
-        memory_bytes=parse_size(config.memory),
+        memory_bytes=config.memory.bytes,
         cpus=config.cpus,
         pids=config.pids,
-        tmpfs_bytes=parse_size(config.tmpfs),
-        output_cap_bytes=parse_size(config.output_cap),
+        tmpfs_bytes=config.tmpfs.bytes,
+        output_cap_bytes=config.output_cap.bytes,
     )
 
 
@@ -223,7 +223,7 @@ def sandbox_runs(times: int, volume: bool) -> list[float]:
     A run the sandbox reports as an engine fault is repeated (and said), as a night would."""
     sandbox = DockerSandbox(default_limits(), run_id=f"bench-{os.getpid()}")
     spec = RunSpec(DEFAULT_IMAGE, ["true"], [], {}, 30, purpose="bench")
-    size = parse_size(SandboxConfig().output_dir_size)
+    size = SandboxConfig().output_dir_size.bytes
 
     def once() -> None:
         if not volume:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from harness.config import Settings, parse_size
+from harness.config import Settings
 from harness.seams import Sandbox
 from sandbox.hardening import Limits
 
@@ -29,11 +29,11 @@ def limits_for(settings: Settings) -> Limits:
     sandbox = settings.sandbox
     gpus = sandbox.gpus
     return Limits(
-        memory_bytes=parse_size(sandbox.memory),
+        memory_bytes=sandbox.memory.bytes,
         cpus=sandbox.cpus,
         pids=sandbox.pids,
-        tmpfs_bytes=parse_size(sandbox.tmpfs),
-        output_cap_bytes=parse_size(sandbox.output_cap),
+        tmpfs_bytes=sandbox.tmpfs.bytes,
+        output_cap_bytes=sandbox.output_cap.bytes,
         runtime=sandbox.runtime,
         gpus=() if gpus is None else ("all",) if gpus == "all" else tuple(gpus),
     )
@@ -93,7 +93,7 @@ def hardening_lines(settings: Any, client: Any, problems: list[str]) -> list[str
     """`validate`'s line per isolation item a run would have, from the options runs use; a
     runtime the engine lacks is a problem. `client`: the engine's, or None when unreachable."""
     limits = limits_for(settings)
-    output = parse_size(settings.sandbox.output_dir_size)
+    output = settings.sandbox.output_dir_size.bytes
     if settings.sandbox.backend == "local":
         from sandbox.local_sandbox import local_report
 

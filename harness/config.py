@@ -19,23 +19,12 @@ from harness.model_config import MODEL_AGENTS, ModelAgentConfig, ModelAgentConfi
 from harness.noise import DEFAULT_SIGMAS, Threshold, parse_threshold
 from harness.providers.registry import model_provider_list
 from harness.seams import Direction
+from harness.sizes import ByteSize
 from harness.strict import Strict
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
 from harness.task_facts import BudgetSource
 
 DEFAULT_TIME_BUDGET = 300.0
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
-
-def parse_size(value: str | int) -> int:
-    """Bytes from `512m`, `4g`, `1.5GiB` or a plain number of bytes."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a size; write it like 512m or 4g")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
 
 
 class SandboxConfig(Strict):
@@ -44,14 +33,20 @@ class SandboxConfig(Strict):
         description="Docker image for every step. Default: the task's Dockerfile if it has one, "
         "else overnight's own image (`overnight image build`).",
     )
-    memory: str = Field("4g", description="Memory limit per container, swap included.")
+    memory: ByteSize = Field(
+        ByteSize.parse("4g"), description="Memory limit per container, swap included."
+    )
     cpus: float = Field(
         default_factory=lambda: float(min(os.cpu_count() or 1, 2)),
         description="CPUs per container.",
     )
     pids: int = Field(512, description="Most processes and threads a container may have.")
-    tmpfs: str = Field("512m", description="Size of the scratch /tmp in each container.")
-    output_cap: str = Field("1m", description="How much of a step's output tail is kept.")
+    tmpfs: ByteSize = Field(
+        ByteSize.parse("512m"), description="Size of the scratch /tmp in each container."
+    )
+    output_cap: ByteSize = Field(
+        ByteSize.parse("1m"), description="How much of a step's output tail is kept."
+    )
     setup_timeout: float = Field(1800.0, description="Seconds `python prepare.py` may take.")
     eval_timeout: float = Field(600.0, description="Seconds `evaluate(output_dir)` may take.")
     api_timeout: float = Field(
@@ -63,8 +58,8 @@ class SandboxConfig(Strict):
         description="docker: a fresh locked-down container per step. local: a process on this "
         "machine with a temporary copy of the files and resource limits; much weaker isolation.",
     )
-    output_dir_size: str = Field(
-        "1g",
+    output_dir_size: ByteSize = Field(
+        ByteSize.parse("1g"),
         description="Size of the training's output directory (a tmpfs counted in its memory); "
         "no file in it may be larger.",
     )
@@ -84,12 +79,6 @@ class SandboxConfig(Strict):
         description="Give training the setup network too (a train.py that downloads at start). "
         "Weaker isolation: the training could send out anything it can read.",
     )
-
-    @field_validator("memory", "tmpfs", "output_cap", "output_dir_size")
-    @classmethod
-    def _is_size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
 
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
@@ -201,18 +190,14 @@ class NightConfig(Strict):
     max_consecutive_crashes: int = Field(
         10, description="Stop after this many crashes or timeouts in a row (0: never)."
     )
-    min_free_disk: str = Field("1g", description="Pause before an experiment when less is free.")
+    min_free_disk: ByteSize = Field(
+        ByteSize.parse("1g"), description="Pause before an experiment when less is free."
+    )
     max_pause_minutes: float = Field(
         60.0, description="Longest pause on an infrastructure fault before the night stops."
     )
     pause_first_delay: float = Field(5.0, description="Seconds before the first retry.")
     pause_max_delay: float = Field(300.0, description="Longest wait between two retries.")
-
-    @field_validator("min_free_disk")
-    @classmethod
-    def _is_size(cls, value: str) -> str:
-        parse_size(value)
-        return value
 
 
 class TaskConfig(Strict):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import sandbox
-from harness.config import Settings, parse_size
+from harness.config import Settings
 from harness.errors import TaskError
 from harness.metric_choice import printed_metric, printed_metrics
 from harness.seams import (
@@ -285,7 +285,7 @@ class Experimenter:
         (code / TRAIN).write_text(source, encoding="utf-8")
         result.mkdir()
         own_for_runs(result, 0o700)
-        size = parse_size(self.settings.sandbox.output_dir_size)
+        size = self.settings.sandbox.output_dir_size.bytes
         try:
             with self.sandbox.scratch(size, self.lifetime()) as output:
                 return self._train_and_score(code, output, result)
@@ -335,7 +335,7 @@ class Experimenter:
                 image=self.image,
                 command=["python3", f"{TASK_DIR}/{TRAIN}"],
                 mounts=[
-                    *self._task_view(parse_size(sandbox.tmpfs), with_train=code),
+                    *self._task_view(sandbox.tmpfs.bytes, with_train=code),
                     Mount(self.runner_dir, HARNESS_DIR),
                     Mount(self.data_dir, DATA_DIR),
                     ScratchMount(output, OUTPUT_DIR, read_only=False),
@@ -367,7 +367,7 @@ class Experimenter:
             str(output.size_bytes),
         ]
         mounts: list[Mount | ScratchMount | Tmpfs] = [
-            *self._task_view(parse_size(self.settings.sandbox.tmpfs), with_train=None),
+            *self._task_view(self.settings.sandbox.tmpfs.bytes, with_train=None),
             Mount(self.runner_dir, HARNESS_DIR),
             Mount(self.data_dir, DATA_DIR),
             Mount(self.private_dir, PRIVATE_DIR),

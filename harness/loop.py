@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from harness import agent_context, run_files, untrusted
 from harness.budget import Budget
-from harness.config import Settings, parse_size
+from harness.config import Settings
 from harness.crashpoints import crashpoint
 from harness.decision import confirm, decide, is_better, round_digits, round_metric
 from harness.edit_tool import TrainEditor
@@ -174,7 +174,7 @@ class Night:
             time.sleep(min(0.2, end - time.monotonic()))
 
     def _check_disk(self) -> None:
-        minimum = parse_size(self.settings.night.min_free_disk)
+        minimum = self.settings.night.min_free_disk.bytes
         free = shutil.disk_usage(self.run_dir.root).free
         if free < minimum:
             raise DiskFull(

@@ -548,3 +548,28 @@ def test_show_evaluator_output_and_metric_digits_take_only_their_own_type(
     message = problem_of(task)
 
     assert f"{task / 'overnight.toml'}: {where}:" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "size"),
+    [('"512m"', 512 * 2**20), ('"1.5GiB"', 3 * 2**29), ('"64k"', 64 * 1024), ("1048576", 2**20)],
+)
+def test_sizes_are_read_once_as_bytes_and_kept_as_written(tmp_path, written, size) -> None:
+    task = make_task(tmp_path / "task", toml=f"[sandbox]\nmemory = {written}\n")
+
+    settings = settings_of(task)
+
+    assert settings.sandbox.memory.bytes == size
+    assert str(settings.sandbox.memory) == written.strip('"')
+    assert settings.model_dump(mode="json")["sandbox"]["memory"] == written.strip('"')
+    assert settings.sandbox.tmpfs.bytes == 512 * 2**20
+
+
+@pytest.mark.parametrize("written", ['"lots"', "-4", "true", '"4 gallons"'])
+def test_a_size_that_is_not_one_names_the_key_and_the_form(tmp_path, written) -> None:
+    task = make_task(tmp_path / "task", toml=f"[night]\nmin_free_disk = {written}\n")
+
+    problem = problem_of(task)
+
+    assert "overnight.toml: night.min_free_disk" in problem
+    assert "512m or 4g" in problem or "negative" in problem
