@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.config import SandboxConfig
 from harness.live import View
 from harness.night import NightSummary, RunOptions, run_night
+from harness.overrides import Overrides
 from harness.seams import RunSpec, ScratchMount
 from sandbox import deadline
 from sandbox.docker_sandbox import DockerSandbox, EngineUnavailable
@@ -130,7 +131,7 @@ def night(task: Path, script: Path, tag: str, experiments: int) -> tuple[float, 
     options = RunOptions(
         task_dir=task,
         tag=tag,
-        overrides={"provider": "replay", "script": script},
+        overrides=Overrides(provider="replay", script=script),
         max_experiments=experiments,
     )
     started = time.perf_counter()

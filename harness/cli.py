@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from harness.overrides import Overrides
+
     if args.command == "run":
         return _run(args)
     if args.command == "status":
@@ -178,17 +180,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from harness.validate import validate
 
-        return validate(args.task.resolve(), out=say, overrides={"sandbox": args.sandbox})
+        return validate(args.task.resolve(), out=say, overrides=Overrides(sandbox=args.sandbox))
     if args.command == "init":
         from harness.init_task import init_task
 
-        overrides = {"metric": args.metric, "direction": args.direction}
-        return init_task(args.task.resolve(), overrides)
+        return init_task(
+            args.task.resolve(), Overrides(metric=args.metric, direction=args.direction)
+        )
     if args.command == "doctor":
         from harness.doctor import doctor
 
         task = args.task.resolve() if args.task else None
-        return doctor(task, {"provider": args.provider, "model": args.model}, out=say)
+        return doctor(task, Overrides(provider=args.provider, model=args.model), out=say)
     if args.task is not None:
         from harness.task_images import build_for_task
 
@@ -205,23 +208,24 @@ def _run(args: argparse.Namespace) -> int:
     from harness.errors import TaskError
     from harness.live import View
     from harness.night import RunOptions, run_night
+    from harness.overrides import Overrides
 
-    overrides: dict[str, object] = {
-        "metric": args.metric,
-        "direction": args.direction,
-        "time_budget": args.time_budget,
-        "timeout": args.timeout,
-        "image": args.image,
-        "sandbox": args.sandbox,
-        "provider": args.provider,
-        "script": args.script.resolve() if args.script else None,
-        "seed": args.seed,
-        "model": args.model,
-        "max_cost": args.max_cost,
-        "noise_runs": args.noise_runs,
-    }
     if args.noise_runs is not None and args.noise_runs < 1:
         raise TaskError("--noise-runs must be 1 or more")
+    overrides = Overrides(
+        metric=args.metric,
+        direction=args.direction,
+        time_budget=args.time_budget,
+        timeout=args.timeout,
+        image=args.image,
+        sandbox=args.sandbox,
+        provider=args.provider,
+        script=args.script.resolve() if args.script else None,
+        seed=args.seed,
+        model=args.model,
+        max_cost=args.max_cost,
+        noise_runs=args.noise_runs,
+    )
     for name in ("max_experiments", "max_hours", "max_consecutive_crashes", "report_every"):
         value = getattr(args, name)
         if value is not None and value < 0:

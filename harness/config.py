@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from harness.errors import TaskError
 from harness.model_config import MODEL_AGENTS, ModelAgentConfig, ModelAgentConfigs
 from harness.noise import DEFAULT_SIGMAS, Threshold, parse_threshold
+from harness.overrides import Overrides
 from harness.providers.registry import model_provider_list
 from harness.seams import Direction
 from harness.sizes import ByteSize
@@ -325,14 +326,14 @@ _DIRECTION_WORDS = {
 
 
 def resolve_settings(
-    task: Task, overrides: dict[str, Any] | None = None, saved: dict[str, Any] | None = None
+    task: Task, overrides: Overrides | None = None, saved: dict[str, Any] | None = None
 ) -> Settings:
     """Merge prepare.py constants < overnight.toml < CLI flags, or fail with one line per problem.
 
     `saved` is the tag's own config.json settings: a resumed tag keeps the metric it measured.
     """
     config = _parse_toml(task)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    overrides = overrides or Overrides()
     problems: list[str] = []
     metric, direction, source = _metric(task, config, overrides, saved or {}, problems)
     time_budget, timeout, note = _budget(task, config, overrides, problems)
@@ -352,7 +353,7 @@ def resolve_settings(
         time_budget_note=note,
         protected=protected,
         mode_reason=mode_reason,
-        image=overrides.get("image", config.sandbox.image),
+        image=overrides.image or config.sandbox.image,
         confirm_runs=config.confirm_runs,
         noise_runs=noise_runs,
         min_improvement=threshold,
@@ -360,7 +361,7 @@ def resolve_settings(
         remeasure_best_every=config.remeasure_best_every,
         show_evaluator_output=config.show_evaluator_output,
         metric_digits=config.metric_digits,
-        sandbox=config.sandbox.changed(backend=overrides.get("sandbox", config.sandbox.backend)),
+        sandbox=config.sandbox.changed(backend=overrides.sandbox or config.sandbox.backend),
         agent=agent,
         edit=config.edit,
         night=config.night,
@@ -369,12 +370,12 @@ def resolve_settings(
 
 
 def _declared(
-    key: str, constant: str, task: Task, config: TaskConfig, overrides: dict[str, Any]
+    key: str, constant: str, task: Task, config: TaskConfig, overrides: Overrides
 ) -> tuple[Any, str]:
     """A setting's value and where it came from: the flag, overnight.toml, or prepare.py (a
     computed constant counts with the literal default visible in it), else (None, "")."""
-    if key in overrides:
-        return overrides[key], f"--{key.replace('_', '-')}"
+    if getattr(overrides, key) is not None:
+        return getattr(overrides, key), overrides.flag(key)
     if getattr(config, key) is not None:
         return getattr(config, key), CONFIG
     value = task.prepare_constants.get(constant)
@@ -388,7 +389,7 @@ def _declared(
 def _metric(
     task: Task,
     config: TaskConfig,
-    overrides: dict[str, Any],
+    overrides: Overrides,
     saved: dict[str, Any],
     problems: list[str],
 ) -> tuple[str | None, Direction | None, str]:
@@ -424,12 +425,12 @@ def _metric(
 def _noise(
     task: Task,
     config: TaskConfig,
-    overrides: dict[str, Any],
+    overrides: Overrides,
     saved: dict[str, Any],
     problems: list[str],
 ) -> tuple[int, str | None, str]:
     """(noise_runs, min_improvement, where it came from). A resumed tag keeps its noise_runs."""
-    runs = overrides.get("noise_runs") or config.noise_runs or saved.get("noise_runs") or 1
+    runs = overrides.noise_runs or config.noise_runs or saved.get("noise_runs") or 1
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
         problems.append(f"--noise-runs must be 1 or more (got {runs!r})")
         return 1, None, ""
@@ -447,7 +448,7 @@ def _noise(
 
 
 def _budget(
-    task: Task, config: TaskConfig, overrides: dict[str, Any], problems: list[str]
+    task: Task, config: TaskConfig, overrides: Overrides, problems: list[str]
 ) -> tuple[float, float, str]:
     """(time budget, hard timeout, a note): the budget train.py will really use."""
     declared, declared_from = _declared("time_budget", "TIME_BUDGET", task, config, overrides)
@@ -495,15 +496,15 @@ def scoring_mode(task: Task, configured: str | None, problems: list[str]) -> tup
     return True, f"{PREPARE} defines evaluate(output_dir)"
 
 
-def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: list[str]) -> Any:
+def _agent(configured: Any, overrides: Overrides, task: Task, problems: list[str]) -> Any:
     """The agent from overnight.toml, switched or adjusted by --provider, --script, --seed,
     --model and --max-cost."""
-    provider = overrides.get("provider") or ("replay" if "script" in overrides else None)
-    if provider is None and "seed" in overrides:
+    provider = overrides.provider or ("replay" if overrides.script is not None else None)
+    if provider is None and overrides.seed is not None:
         provider = "optuna" if isinstance(configured, OptunaAgentConfig) else "mutate"
     if provider in MODEL_AGENTS or (provider is None and isinstance(configured, ModelAgentConfig)):
         return _model_agent(provider or configured.provider, configured, overrides, problems)
-    if "model" in overrides or "max_cost" in overrides:
+    if overrides.model is not None or overrides.max_cost is not None:
         problems.append(
             "--model and --max-cost are for a model provider: add --provider "
             f"{model_provider_list()} (or set provider in [agent] of overnight.toml)"
@@ -513,31 +514,33 @@ def _agent(configured: Any, overrides: dict[str, Any], task: Task, problems: lis
     offline = isinstance(configured, MutateAgentConfig | OptunaAgentConfig | ReplayAgentConfig)
     kept = {"proposal_timeout": configured.proposal_timeout} if offline else {}
     if provider == "replay":
-        script = overrides.get("script") or getattr(configured, "script", None)
+        script = overrides.script or getattr(configured, "script", None)
         if script is None:
             problems.append("--provider replay needs --script FILE (one JSON proposal per line)")
             return configured
         return ReplayAgentConfig(provider="replay", script=Path(script), **kept)
     if provider == "mutate":
-        seed = overrides.get("seed", getattr(configured, "seed", 0))
+        seed = _seed(overrides, configured)
         return MutateAgentConfig(seed=seed, **kept)
     if provider == "optuna":
         # --provider optuna keeps the sampler, bounds and pins of an optuna [agent] table.
         fields = configured.model_dump() if isinstance(configured, OptunaAgentConfig) else kept
-        seed = overrides.get("seed", getattr(configured, "seed", 0))
+        seed = _seed(overrides, configured)
         return OptunaAgentConfig.model_validate({**fields, "provider": "optuna", "seed": seed})
     if isinstance(configured, ReplayAgentConfig) and not configured.script.is_absolute():
         return ReplayAgentConfig(provider="replay", script=task.root / configured.script, **kept)
     return configured
 
 
-def _model_agent(
-    provider: str, configured: Any, overrides: dict[str, Any], problems: list[str]
-) -> Any:
+def _seed(overrides: Overrides, configured: Any) -> int:
+    return overrides.seed if overrides.seed is not None else getattr(configured, "seed", 0)
+
+
+def _model_agent(provider: str, configured: Any, overrides: Overrides, problems: list[str]) -> Any:
     """A model provider's config: overnight.toml's if it is the same provider, with the flags."""
     kind = MODEL_AGENTS[provider]
     fields = configured.model_dump(exclude={"provider"}) if isinstance(configured, kind) else {}
-    fields.update({k: overrides[k] for k in ("model", "max_cost") if k in overrides})
+    fields.update(overrides.model_dump(include={"model", "max_cost"}, exclude_none=True))
     if kind.model_fields["model"].is_required() and "model" not in fields:
         example = " (e.g. ollama/qwen2.5-coder)" if provider == "litellm" else ""
         problems.append(f"--provider {provider} needs --model{example} or model in [agent]")

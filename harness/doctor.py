@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import OvernightError
+from harness.overrides import Overrides
 
 
-def doctor(
-    task_dir: Path | None, overrides: dict[str, Any], out: Callable[[str], None] = print
-) -> int:
+def doctor(task_dir: Path | None, overrides: Overrides, out: Callable[[str], None] = print) -> int:
     """Returns 0 when everything is ready, 2 otherwise."""
     problems: list[str] = []
 
@@ -39,22 +38,19 @@ def doctor(
     return 2 if problems else 0
 
 
-def _settings(
-    task_dir: Path | None, overrides: dict[str, Any], check: Any
-) -> tuple[Any, Any, bool]:
+def _settings(task_dir: Path | None, overrides: Overrides, check: Any) -> tuple[Any, Any, bool]:
     """The agent config, the configured image and whether the task has a Dockerfile."""
     from harness.config import MutateAgentConfig, OptunaAgentConfig, resolve_settings
     from harness.model_config import MODEL_AGENTS
 
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         if task_dir is None:
-            provider = overrides.get("provider", "mutate")
+            provider = overrides.provider or "mutate"
             if provider == "optuna":
                 return OptunaAgentConfig(provider="optuna"), None, False
             if provider not in MODEL_AGENTS:
                 return MutateAgentConfig(), None, False
-            fields = {k: overrides[k] for k in ("model",) if k in overrides}
+            fields = overrides.model_dump(include={"model"}, exclude_none=True)
             return (
                 MODEL_AGENTS[provider].model_validate({"provider": provider, **fields}),
                 None,

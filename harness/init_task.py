@@ -13,12 +13,15 @@ import datetime
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import TaskError
 
+if TYPE_CHECKING:
+    from harness.overrides import Overrides
 
-def init_task(task_dir: Path, overrides: dict[str, Any], out: Callable[[str], None] = print) -> int:
+
+def init_task(task_dir: Path, overrides: Overrides, out: Callable[[str], None] = print) -> int:
     from harness.config import resolve_settings
     from harness.metric_choice import infer_metric
     from harness.task import CONFIG, load_task

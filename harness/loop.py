@@ -44,6 +44,7 @@ from harness.seams import (
     Repairer,
     RepairRequest,
     RunStatus,
+    Stop,
     StopNight,
     Usage,
     Verdict,
@@ -129,33 +130,41 @@ class Night:
         threshold = self.settings.threshold()
         return threshold.margin(best, self.noise) if threshold else 0.0
 
-    def run(self) -> str:
-        """Run until a budget ends; returns why it stopped. StopNight escapes for a failed stop."""
+    def run(self) -> Stop:
+        """Set up, measure the baseline, then one experiment after another until a StopNight."""
         with self.signals:
-            self.view.phase(0, "setup", self.settings.sandbox.setup_timeout)
-            if self._pausing(self.experimenter.setup):
-                self.run_dir.event("setup", prepare_sha256=self.task.prepare_hash)
-            crashpoint("setup")
-            self._reconcile()
-            crashpoint("reconciled")
-            if self.best is None:
-                self._baseline()
-            self._baseline_repeats()
-            while True:
-                if self.signals.requested:
-                    return (
-                        f"stopped by {self.signals.requested}; run the same tag again to continue"
-                    )
-                reason = self.budget.exhausted(self.rows, time.time())
-                if reason:
-                    return reason
-                self._pausing(self._check_disk)
-                if remeasure_due(self.rows, self.settings.remeasure_best_every):
-                    self._remeasure()
-                    continue
-                stop = self._experiment(next_number(self.rows))
-                if stop:
-                    return stop
+            try:
+                self._start()
+                while True:
+                    self._next()
+            except StopNight as stop:
+                return stop.stop
+
+    def _start(self) -> None:
+        self.view.phase(0, "setup", self.settings.sandbox.setup_timeout)
+        if self._pausing(self.experimenter.setup):
+            self.run_dir.event("setup", prepare_sha256=self.task.prepare_hash)
+        crashpoint("setup")
+        self._reconcile()
+        crashpoint("reconciled")
+        if self.best is None:
+            self._baseline()
+        self._baseline_repeats()
+
+    def _next(self) -> None:
+        """A re-measurement of the best or the next experiment, unless the night ends here."""
+        if self.signals.requested:
+            raise StopNight(
+                f"stopped by {self.signals.requested}; run the same tag again to continue"
+            )
+        reason = self.budget.exhausted(self.rows, time.time())
+        if reason:
+            raise StopNight(reason)
+        self._pausing(self._check_disk)
+        if remeasure_due(self.rows, self.settings.remeasure_best_every):
+            self._remeasure()
+        else:
+            self._experiment(next_number(self.rows))
 
     def _stop_requested(self, name: str) -> None:
         self.run_dir.event("stop_requested", signal=name)
@@ -170,7 +179,8 @@ class Night:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if self.signals.requested:
-                raise StopNight(f"stopped by {self.signals.requested} while paused")
+                # Exit code 3 as for any stop during a pause: the night was held up by a fault.
+                raise StopNight(f"stopped by {self.signals.requested} while paused", failed=True)
             time.sleep(min(0.2, end - time.monotonic()))
 
     def _check_disk(self) -> None:
@@ -330,13 +340,13 @@ class Night:
             + said
         )
 
-    def _experiment(self, number: int) -> str | None:
-        """Propose, run, decide and record one experiment; returns why the night stops, if it does."""
+    def _experiment(self, number: int) -> None:
+        """Propose, run, decide and record one experiment."""
         best = self.best
         assert best is not None
         candidate = self._propose(number)
-        if not isinstance(candidate, _Candidate):
-            return candidate  # why the night stops, or None: recorded as skipped
+        if candidate is None:
+            return  # recorded as skipped
         try:
             measurement, verdict = self._try(number, candidate, best)
         except BaseException:
@@ -351,11 +361,10 @@ class Night:
         crashpoint("git decided")
         self._record(number, candidate.commit, measurement, verdict, candidate.description)
         crashpoint("recorded")
-        return None
 
-    def _propose(self, number: int) -> _Candidate | str | None:
-        """Ask the agent for a change; a runnable one is committed as the candidate. Otherwise
-        why the night stops, or None once the proposal is recorded as skipped."""
+    def _propose(self, number: int) -> _Candidate | None:
+        """Ask the agent for a change; a runnable one is committed as the candidate, anything
+        else is recorded as skipped (None). StopNight when the agent ends the night."""
         base_source = self.worktree.read_train()
         self.view.phase(number, "proposing")
         started = time.monotonic()
@@ -366,9 +375,9 @@ class Night:
             proposal = self.agent.propose(context, editor)
         except StopNight as stop:
             self.run_dir.event("stop", experiment=number, reason=str(stop))
-            return str(stop)
+            raise
         if proposal is None:
-            return "the agent has no more proposals"
+            raise StopNight("the agent has no more proposals")
         seconds = time.monotonic() - started
         self.usage = proposal.usage
         description = run_files.log_proposal(self.run_dir, number, proposal, editor, seconds)

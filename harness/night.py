@@ -25,10 +25,11 @@ from harness.ledger import RunDir
 from harness.live import View
 from harness.loop import Night
 from harness.noise import current_best
+from harness.overrides import Overrides
 from harness.pauses import with_pauses
 from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
-from harness.seams import ExperimentRecord, Sandbox, StopNight, Verdict
+from harness.seams import ExperimentRecord, Sandbox, Stop, StopNight, Verdict
 from harness.task import Task, load_task
 
 
@@ -36,7 +37,7 @@ from harness.task import Task, load_task
 class RunOptions:
     task_dir: Path
     tag: str
-    overrides: dict[str, Any] = field(default_factory=dict)
+    overrides: Overrides = field(default_factory=Overrides)
     max_experiments: int | None = None
     max_hours: float | None = None
     until: str | None = None
@@ -84,35 +85,32 @@ def run_night(options: RunOptions, view: View) -> NightSummary:
             if image is None:
                 _wait_for_engine(sandbox, settings, run_dir, view)
                 image = image_for(sandbox, settings, task, view.message)
-            reason = _run(
+            stop = _run(
                 task, settings, agent, sandbox, image, place, run_dir, view, budget, unclean,
                 options.report_every,
             )  # fmt: skip
-        except StopNight as stop:
-            write_state(run_dir.root, "stopped", reason=str(stop))
-            log.info("stopped: %s", stop)
-            return NightSummary(
-                options.tag,
-                run_dir.root,
-                str(stop),
-                run_dir.rows(),
-                failed=True,
-                confirm_runs=settings.confirm_runs,
-            )
+        except StopNight as raised:  # before the loop: the engine stayed down past its limit
+            stop = raised.stop
         except BaseException as err:
             write_state(run_dir.root, "stopped", reason=f"{type(err).__name__}: {err}")
             raise
-        write_state(run_dir.root, "finished", reason=reason)
-        log.info("finished: %s", reason)
+        ended = "stopped" if stop.failed else "finished"
+        write_state(run_dir.root, ended, reason=stop.reason)
+        log.info("%s: %s", ended, stop.reason)
     return NightSummary(
-        options.tag, run_dir.root, reason, run_dir.rows(), confirm_runs=settings.confirm_runs
+        options.tag,
+        run_dir.root,
+        stop.reason,
+        run_dir.rows(),
+        failed=stop.failed,
+        confirm_runs=settings.confirm_runs,
     )
 
 
 def _run(
     task: Any, settings: Any, agent: Any, sandbox: Sandbox, image: Any, place: Any, run_dir: Any, view: Any, budget: Any, unclean: Any,
     report_every: Any,
-) -> str:  # fmt: skip
+) -> Stop:  # fmt: skip
     _check_same_evaluator(run_dir, task, settings, image)
     worktree = Worktree(place, run_dir.tag, run_dir.worktree)
     worktree.open()

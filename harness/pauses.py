@@ -37,7 +37,8 @@ def with_pauses(
             if paused + delay > policy.max_pause_s:
                 raise StopNight(
                     f"paused {paused:.0f}s on an infrastructure fault, the limit is "
-                    f"{policy.max_pause_s:.0f}s: {fault}. Fix it and run the same tag again"
+                    f"{policy.max_pause_s:.0f}s: {fault}. Fix it and run the same tag again",
+                    failed=True,
                 ) from fault
             on_pause(str(fault), delay)
             sleep(delay)

@@ -266,11 +266,25 @@ class RepairRequest:
     deadline: float | None = None  # time.monotonic() by which the repair must end
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a night ended. `failed`: a fault ended it (a pause past its limit), not a budget,
+    the agent or the user."""
+
+    reason: str
+    failed: bool = False
+
+
 class StopNight(Exception):
-    """Ends the night cleanly before the next experiment (a spend budget reached, say).
+    """The one way a night ends, from wherever it is decided (a budget, the agent, a signal, a
+    pause past its limit): `Night.run` turns it into the `Stop` it returns.
 
     The message is the stop reason shown to the user; nothing is committed or discarded for it.
     """
+
+    def __init__(self, reason: str, *, failed: bool = False) -> None:
+        super().__init__(reason)
+        self.stop = Stop(reason, failed)
 
 
 class Editor(Protocol):

@@ -20,6 +20,7 @@ from harness.config import Settings
 from harness.dependencies import PYPROJECT, REQUIREMENTS, declared_sources, task_recipe
 from harness.errors import OvernightError, TaskError
 from harness.imports import Import, task_imports
+from harness.overrides import Overrides
 from harness.task import PREPARE, TRAIN, Task
 
 Say = Callable[[str], None]
@@ -106,7 +107,7 @@ def image_lines(task: Task, settings: Settings, client: Any, problems: list[str]
     return lines
 
 
-def image_checks(task_dir: Path, overrides: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+def image_checks(task_dir: Path, overrides: Overrides) -> list[tuple[str | None, str | None]]:
     """`doctor`'s (ok, problem) pairs about the task's dependencies and imports."""
     from harness.backends import docker_client
     from harness.config import resolve_settings
@@ -114,7 +115,7 @@ def image_checks(task_dir: Path, overrides: dict[str, Any]) -> list[tuple[str | 
 
     try:
         task = load_task(task_dir)
-        settings = resolve_settings(task, {k: v for k, v in overrides.items() if v is not None})
+        settings = resolve_settings(task, overrides)
         client = docker_client(settings.sandbox.api_timeout)
     except (OvernightError, ValueError):
         return []  # the settings or the engine check says why

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import OvernightError
 
+if TYPE_CHECKING:
+    from harness.overrides import Overrides
 
-def validate(task_dir: Path, out: Any = print, overrides: dict[str, Any] | None = None) -> int:
+
+def validate(task_dir: Path, out: Any = print, overrides: Overrides | None = None) -> int:
     from harness.config import resolve_settings
     from harness.task import load_task
     from harness.task_images import choose, image_lines

@@ -113,10 +113,11 @@ def test_pauses_back_off_then_stop_at_the_limit_without_calling_it_a_result():
         raise InfrastructureFault("engine gone")
 
     policy = PausePolicy(first_delay_s=1, max_delay_s=4, max_pause_s=12)
-    with pytest.raises(StopNight, match="engine gone"):
+    with pytest.raises(StopNight, match="engine gone") as stopped:
         with_pauses(
             engine_down, policy, lambda reason, delay: None, lambda paused: None, waits.append
         )
+    assert stopped.value.stop.failed  # a fault ended the night: `overnight run` exits 3
     assert waits == [1, 2, 4, 4]  # doubling, capped, and stopping before the limit is passed
     assert calls == 5
 

@@ -15,6 +15,7 @@ from harness.agents.optuna_agent import OptunaAgent
 from harness.config import OptunaAgentConfig, resolve_settings
 from harness.edit_tool import TrainEditor
 from harness.errors import OvernightError, TaskError
+from harness.overrides import Overrides
 from harness.seams import Direction, ExperimentRecord, ProposalContext, StopNight, Verdict
 from harness.task import load_task
 from tests.conftest import copy_quickstart, results, run_cli
@@ -248,13 +249,13 @@ def test_overnight_toml_configures_the_study_and_the_cli_seed_keeps_it(tmp_path)
         pinned=["EPOCHS"],
         bounds={"LEARNING_RATE": (0.001, 0.1)},
     )
-    assert resolve_settings(load_task(task), {}).agent == expected
-    flagged = resolve_settings(load_task(task), {"seed": 9, "provider": "optuna"}).agent
+    assert resolve_settings(load_task(task), Overrides()).agent == expected
+    flagged = resolve_settings(load_task(task), Overrides(seed=9, provider="optuna")).agent
     assert flagged == expected.model_copy(update={"seed": 9})
-    assert resolve_settings(load_task(task), {"seed": 9}).agent == flagged
+    assert resolve_settings(load_task(task), Overrides(seed=9)).agent == flagged
     (task / "overnight.toml").write_text('[agent]\nprovider = "optuna"\nsampler = "grid"\n')
     with pytest.raises(TaskError, match=r"agent\.sampler"):
-        resolve_settings(load_task(task), {})
+        resolve_settings(load_task(task), Overrides())
 
 
 def _tokens(description: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 
 from harness.config import MutateAgentConfig, ReplayAgentConfig, resolve_settings
 from harness.errors import TaskError
+from harness.overrides import Overrides
 from harness.seams import Direction
 from harness.task import NotLiteral, load_task
 
@@ -131,14 +132,9 @@ def test_overnight_toml_wins_over_prepare_py(tmp_path) -> None:
 def test_overrides_win_over_overnight_toml_and_prepare_py(tmp_path) -> None:
     toml = 'metric = "accuracy"\ndirection = "maximize"\ntime_budget = 120\ntimeout = 500\n'
     task = make_task(tmp_path / "task", toml=toml)
-    overrides = {
-        "metric": "f1",
-        "direction": "minimize",
-        "time_budget": 30,
-        "timeout": 45,
-        "seed": 7,
-        "image": "my/image:1",
-    }
+    overrides = Overrides(
+        metric="f1", direction="minimize", time_budget=30, timeout=45, seed=7, image="my/image:1"
+    )
 
     settings = settings_of(task, overrides)
 
@@ -154,14 +150,14 @@ def test_a_seed_in_overnight_toml_is_kept_and_the_cli_seed_wins(tmp_path) -> Non
     task = make_task(tmp_path / "task", toml='[agent]\nprovider = "mutate"\nseed = 3\n')
 
     assert settings_of(task).agent == MutateAgentConfig(seed=3)
-    assert settings_of(task, {"seed": 11}).agent == MutateAgentConfig(seed=11)
+    assert settings_of(task, Overrides(seed=11)).agent == MutateAgentConfig(seed=11)
 
 
 def test_a_replay_script_override_switches_the_agent(tmp_path) -> None:
     task = make_task(tmp_path / "task")
     script = tmp_path / "night.jsonl"
 
-    settings = settings_of(task, {"provider": "replay", "script": script})
+    settings = settings_of(task, Overrides(provider="replay", script=script))
 
     assert settings.agent == ReplayAgentConfig(provider="replay", script=script)
 
@@ -169,7 +165,7 @@ def test_a_replay_script_override_switches_the_agent(tmp_path) -> None:
 def test_overrides_left_as_none_do_not_hide_the_config(tmp_path) -> None:
     task = make_task(tmp_path / "task", toml='metric = "accuracy"\n')
 
-    settings = settings_of(task, {"metric": None, "time_budget": None, "image": None})
+    settings = settings_of(task, Overrides(metric=None, time_budget=None, image=None))
 
     assert settings.metric == "accuracy"
     assert settings.time_budget == 300.0
@@ -179,7 +175,7 @@ def test_overrides_left_as_none_do_not_hide_the_config(tmp_path) -> None:
 def test_a_time_budget_override_moves_the_default_timeout(tmp_path) -> None:
     task = make_task(tmp_path / "task")
 
-    assert settings_of(task, {"time_budget": 10}).timeout == 80.0
+    assert settings_of(task, Overrides(time_budget=10)).timeout == 80.0
 
 
 def test_an_undeclared_metric_is_left_for_the_baseline_to_settle(tmp_path) -> None:
