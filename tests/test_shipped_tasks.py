@@ -126,8 +126,9 @@ def test_speedup_keeps_a_vectorised_version_and_refuses_a_wrong_answer(
     )
     assert [r.status.value for r in rows] == ["keep", "keep", "invalid"]
     baseline, faster = rows[0].metric, rows[1].metric
-    # The worker's start-up (a tenth of a second idle, more on a loaded machine) is in both.
-    assert baseline is not None and faster is not None and faster < baseline / 2
+    # Kept because it is faster; how much faster is a timing goal for bench/, not this test
+    # (on a loaded 2-core machine the ratio was 1.77x once, 2x and more otherwise).
+    assert baseline is not None and faster is not None and faster < baseline
     assert "correct on the public sample" in output(task, 1)
     assert "correct on the public sample" in output(task, 2)  # its window is 64
     assert "case 0: rolling_zscore returned float64 of shape" in evaluator_said(task, 2)
