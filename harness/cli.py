@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="docker (default), or local for machines without Docker: weaker isolation",
     )
     run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N experiments at the same time (default: the GPU pool's slots, else 1)",
+    )
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        help="local (default): this machine's Docker engine; ray: a Ray cluster's nodes",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help='the Ray cluster for --executor ray: "auto" (default), host:port or ray://host:port',
+    )
+    run.add_argument(
         "--report-every",
         type=int,
         metavar="N",
@@ -212,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.noise_runs is not None and args.noise_runs < 1:
         raise TaskError("--noise-runs must be 1 or more")
+    if args.workers is not None and args.workers < 1:
+        raise TaskError("--workers must be 1 or more")
     overrides = Overrides(
         metric=args.metric,
         direction=args.direction,
@@ -225,6 +243,9 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model,
         max_cost=args.max_cost,
         noise_runs=args.noise_runs,
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
     for name in ("max_experiments", "max_hours", "max_consecutive_crashes", "report_every"):
         value = getattr(args, name)

@@ -68,8 +68,23 @@ class SandboxConfig(Strict):
         None, description='Docker runtime for every container, e.g. "runsc" (gVisor), if installed.'
     )
     gpus: Literal["all"] | list[str] | None = Field(
-        None, description='GPUs for every container: "all" or a list of device ids.'
+        None,
+        description='GPUs: "all" or a list of device ids (0, 1, ... or UUIDs). Without '
+        "gpus_per_experiment every container gets all of them.",
     )
+    gpus_per_experiment: int | None = Field(
+        None,
+        ge=1,
+        description="Make `gpus` a pool: each running experiment gets this many devices of its "
+        "own, never shared with another running one; --workers defaults to the pool's slots.",
+    )
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _device_ids(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
     setup_network: str = Field(
         "bridge",
         description='Docker network of `python prepare.py` (downloads): "bridge" (the engine\'s '
@@ -201,6 +216,27 @@ class NightConfig(Strict):
     pause_max_delay: float = Field(300.0, description="Longest wait between two retries.")
 
 
+class ExecutorConfig(Strict):
+    """The `[executor]` table: how many experiments run at once, and where."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local",
+        description="local: this machine's engine. ray: each experiment is a Ray task on "
+        "whichever node of the cluster has its resources, on that node's Docker engine.",
+    )
+    address: str = Field(
+        "auto",
+        description='The Ray cluster for kind = "ray": "auto" (the one `ray start` began on this '
+        'machine), "host:port", or "ray://host:10001".',
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Experiments running at the same time. Default: the GPU pool's slots when "
+        "sandbox.gpus_per_experiment is set, else 1.",
+    )
+
+
 class TaskConfig(Strict):
     """The keys of `overnight.toml`."""
 
@@ -268,6 +304,7 @@ class TaskConfig(Strict):
 
     edit: EditConfig = Field(default_factory=EditConfig)
     night: NightConfig = Field(default_factory=NightConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
 class Settings(Strict):
@@ -289,6 +326,7 @@ class Settings(Strict):
     agent: AgentConfig
     edit: EditConfig
     night: NightConfig
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     confirm_runs: int = 0
     noise_runs: int = Field(1, description="Runs of the baseline; their spread is the noise.")
     min_improvement: str | None = Field(
@@ -365,6 +403,11 @@ def resolve_settings(
         agent=agent,
         edit=config.edit,
         night=config.night,
+        executor=config.executor.changed(
+            kind=overrides.executor or config.executor.kind,
+            address=overrides.ray_address or config.executor.address,
+            workers=overrides.workers or config.executor.workers,
+        ),
         image_build=config.image,
     )
 

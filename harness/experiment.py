@@ -30,6 +30,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import sandbox
 from harness.config import Settings
@@ -92,6 +93,19 @@ class Measurement:
     # The evaluator's own account (an exception's message, the end of its output): for the human
     # only, since it may quote the private data.
     detail: str = ""
+    # Where it ran, when more than one place could have run it (a Ray node's id); "" locally.
+    where: str = ""
+
+
+class Measurer(Protocol):
+    """Measures one train.py: a fresh training container, then a fresh evaluator container.
+
+    `Experimenter` does it on this machine's sandbox; harness/ray_executor.py on a Ray node's.
+    Called from several threads at once when the night runs more than one worker."""
+
+    def measure(
+        self, source: str, scratch: Path, devices: tuple[str, ...] | None = None
+    ) -> Measurement: ...
 
 
 def combine_runs(runs: list[Measurement], metric: float | None, note: str) -> Measurement:
@@ -276,8 +290,11 @@ class Experimenter:
                     "restore it, or start a new tag with --tag"
                 )
 
-    def measure(self, source: str, scratch: Path) -> Measurement:
-        """Train `source` and score it; the scratch folder and output area are removed afterwards."""
+    def measure(
+        self, source: str, scratch: Path, devices: tuple[str, ...] | None = None
+    ) -> Measurement:
+        """Train `source` and score it; the scratch folder and output area are removed afterwards.
+        `devices`: the GPUs of this measurement alone (None: the sandbox's `gpus` setting)."""
         self.check_evaluator()
         tree.remove(scratch)
         code, result = scratch / "code", scratch / "result"
@@ -288,7 +305,7 @@ class Experimenter:
         size = self.settings.sandbox.output_dir_size.bytes
         try:
             with self.sandbox.scratch(size, self.lifetime()) as output:
-                return self._train_and_score(code, output, result)
+                return self._train_and_score(code, output, result, devices)
         finally:
             tree.remove(scratch)
 
@@ -299,8 +316,10 @@ class Experimenter:
         evaluation = sandbox.eval_timeout if self.settings.protected else 0.0
         return self.settings.timeout + evaluation + 2 * GRACE_S + 4 * sandbox.api_timeout
 
-    def _train_and_score(self, code: Path, output: Scratch, result: Path) -> Measurement:
-        train = self._train(code, output)
+    def _train_and_score(
+        self, code: Path, output: Scratch, result: Path, devices: tuple[str, ...] | None = None
+    ) -> Measurement:
+        train = self._train(code, output, devices)
         if train.status is not RunStatus.OK:
             return Measurement(train=train, evaluation=None, metric=None)
         self.check_evaluator()
@@ -312,7 +331,7 @@ class Experimenter:
             value = printed_metric(train.output_tail, metric)
             note = "" if value is not None else missing_metric_note(metric, printed)
             return Measurement(train, None, value, printed, note)
-        evaluation = self._evaluate(code, output, result)
+        evaluation = self._evaluate(code, output, result, devices)
         metrics, note, detail = read_result(result / "result.json", evaluation, metric or "")
         value = metrics.get(metric) if metric else None
         return Measurement(train, evaluation, value, metrics, note, detail)
@@ -327,7 +346,9 @@ class Experimenter:
             mounts.append(Mount(with_train / TRAIN, f"{TASK_DIR}/{TRAIN}"))
         return mounts
 
-    def _train(self, code: Path, output: Scratch) -> RunResult:
+    def _train(
+        self, code: Path, output: Scratch, devices: tuple[str, ...] | None = None
+    ) -> RunResult:
         sandbox = self.settings.sandbox
         network = sandbox.setup_network if sandbox.train_network else "none"
         return self.sandbox.run(
@@ -351,10 +372,13 @@ class Experimenter:
                 workdir=TASK_DIR,
                 purpose="train",
                 network=network,
+                devices=devices,
             )
         )
 
-    def _evaluate(self, code: Path, output: Scratch, result: Path) -> RunResult:
+    def _evaluate(
+        self, code: Path, output: Scratch, result: Path, devices: tuple[str, ...] | None = None
+    ) -> RunResult:
         command = [
             "python3",
             "-I",
@@ -393,6 +417,7 @@ class Experimenter:
                 workdir=TASK_DIR,
                 purpose="evaluate",
                 user_switching=self.call_train,
+                devices=devices,
             )
         )
 

@@ -21,7 +21,7 @@ from harness.crashpoints import crashpoint
 from harness.decision import confirm, decide, is_better, round_digits, round_metric
 from harness.edit_tool import TrainEditor
 from harness.errors import InfrastructureFault, TaskError
-from harness.experiment import Experimenter, Measurement, combine_runs, with_metric
+from harness.experiment import Experimenter, Measurement, Measurer, combine_runs, with_metric
 from harness.gitops import Worktree
 from harness.ledger import RunDir
 from harness.live import View
@@ -83,8 +83,11 @@ class Night:
         view: View,
         budget: Budget,
         save_settings: Callable[[Settings], None] = lambda _: None,
+        measurer: Measurer | None = None,
     ) -> None:
         self.task = task
+        # Where experiments are measured: the experimenter itself, or a Ray cluster's nodes.
+        self.measurer: Measurer = measurer or experimenter
         self.save_settings = save_settings
         self.settings = settings
         self.agent = agent
@@ -542,7 +545,7 @@ class Night:
         returned metric is rounded to metric_digits; events.jsonl keeps the full value."""
         phase = "confirming" if confirmation else "remeasuring" if remeasure else "training"
         self.view.phase(number, phase, self.settings.timeout)
-        measurement = self.experimenter.measure(source, self.run_dir.scratch_dir(number))
+        measurement = self.measurer.measure(source, self.run_dir.scratch_dir(number))
         shown = round_metric(measurement.metric, self.settings.metric_digits)
         suffix = (
             f"-confirm-{confirmation}"
@@ -578,6 +581,7 @@ class Night:
             detail=untrusted.logged(measurement.detail),
             protected=self.settings.protected,
             peak_memory_bytes=train.peak_memory_bytes,
+            **({"where": measurement.where} if measurement.where else {}),
         )
         digits = self.settings.metric_digits
         metrics = {name: round_digits(value, digits) for name, value in measurement.metrics.items()}

@@ -21,6 +21,9 @@ class Overrides(Strict):
     model: str | None = None
     max_cost: float | None = None
     noise_runs: int | None = None
+    workers: int | None = None
+    executor: Literal["local", "ray"] | None = None
+    ray_address: str | None = None
 
     def flag(self, key: str) -> str:
         """The command-line flag that sets `key`."""

@@ -90,6 +90,8 @@ class RunSpec:
     # Start as root holding only CAP_SETUID and CAP_SETGID, for a runner of ours that drops to
     # unprivileged uids at once (the evaluator of a task that calls train.py through call_train).
     user_switching: bool = False
+    # The GPUs of this run alone (a worker's share of the pool); None: the sandbox's own setting.
+    devices: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

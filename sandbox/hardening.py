@@ -92,8 +92,9 @@ def container_options(
     }
     if limits.runtime:
         options["runtime"] = limits.runtime
-    if limits.gpus:
-        options["device_requests"] = [_gpu_request(limits.gpus)]
+    gpus = limits.gpus if spec.devices is None else spec.devices
+    if gpus:
+        options["device_requests"] = [_gpu_request(gpus)]
     return options
 
 
