@@ -43,6 +43,7 @@ from harness.seams import (
     ProposalContext,
     Repairer,
     RepairRequest,
+    RunningExperiment,
     RunStatus,
     Stop,
     StopNight,
@@ -287,9 +288,14 @@ class Night:
 
     def _run_again(self, number: int, source: str, index: int, description: str) -> None:
         """One more run of a kept train.py: a `remeasure` row, never a candidate, no cost."""
-        commit = self.best_commit or self.worktree.head()
         measurement = self._pausing(lambda: self._measure(number, source, remeasure=index))
         crashpoint("remeasured")
+        self._record_remeasure(number, index, description, measurement)
+
+    def _record_remeasure(
+        self, number: int, index: int, description: str, measurement: Measurement
+    ) -> None:
+        commit = self.best_commit or self.worktree.head()
         if measurement.train.status is not RunStatus.OK or measurement.metric is None:
             failed = decide(measurement.train.status, measurement.metric, None, self.direction)
             description += f" [{failed.value}, not counted" + (
@@ -491,7 +497,9 @@ class Night:
         )
         return True
 
-    def _context(self, number: int, source: str) -> ProposalContext:
+    def _context(
+        self, number: int, source: str, running: tuple[RunningExperiment, ...] = ()
+    ) -> ProposalContext:
         best = self.best
         threshold = self.settings.threshold()
         return ProposalContext(
@@ -516,6 +524,7 @@ class Night:
             numbers=agent_context.numbers(self.run_dir),
             diffs=agent_context.diffs(self.run_dir, self.rows),
             notes=agent_context.read_notes(self.run_dir),
+            running=running,
         )
 
     def _confirm(
@@ -537,7 +546,12 @@ class Night:
         return combine_runs(runs, metric, note), verdict
 
     def _measure(
-        self, number: int, source: str, confirmation: int = 0, remeasure: int = 0
+        self,
+        number: int,
+        source: str,
+        confirmation: int = 0,
+        remeasure: int = 0,
+        devices: tuple[str, ...] | None = None,
     ) -> Measurement:
         """Train and score once. The agent's output file gets the training's output and the
         harness's own words on the evaluation; the evaluator's output, which may quote the
@@ -545,7 +559,10 @@ class Night:
         returned metric is rounded to metric_digits; events.jsonl keeps the full value."""
         phase = "confirming" if confirmation else "remeasuring" if remeasure else "training"
         self.view.phase(number, phase, self.settings.timeout)
-        measurement = self.measurer.measure(source, self.run_dir.scratch_dir(number))
+        scratch = self.run_dir.scratch_dir(number)
+        if confirmation or remeasure:  # a remeasure of #3 may overlap #3's own confirmation
+            scratch = scratch.with_name(f"{scratch.name}-{confirmation}-{remeasure}")
+        measurement = self.measurer.measure(source, scratch, devices)
         shown = round_metric(measurement.metric, self.settings.metric_digits)
         suffix = (
             f"-confirm-{confirmation}"
@@ -588,7 +605,13 @@ class Night:
         return replace(measurement, metric=shown, metrics=metrics)  # a metric inferred: rounded too
 
     def _record(
-        self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
+        self,
+        number: int,
+        commit: str,
+        measurement: Measurement,
+        verdict: Verdict,
+        description: str,
+        **details: Any,
     ) -> None:
         evaluation = measurement.evaluation.wall_s if measurement.evaluation else 0.0
         row = ExperimentRecord(
@@ -601,7 +624,9 @@ class Night:
             memory_gb=measurement.train.peak_memory_bytes / 1024**3,
             cost_usd=self.usage.cost_usd,
         )
-        self._append(row, commit=commit, metric=measurement.metric, best_commit=self.best_commit)
+        self._append(
+            row, commit=commit, metric=measurement.metric, best_commit=self.best_commit, **details
+        )
 
     def _skip(self, number: int, description: str, problem: str) -> None:
         row = ExperimentRecord(

@@ -26,6 +26,7 @@ from harness.live import View
 from harness.loop import Night
 from harness.noise import current_best
 from harness.overrides import Overrides
+from harness.parallel import ParallelNight, has_unfinished
 from harness.pauses import with_pauses
 from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
@@ -128,7 +129,8 @@ def _run(
     def save(resolved: Settings) -> None:
         _write_config(run_dir, task, resolved, image)
 
-    night = Night(task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
+    kind = ParallelNight if settings.workers > 1 or has_unfinished(run_dir) else Night
+    night = kind(task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
     if report_every:
         night.on_record = Refresher(run_dir.root, report_every, view.log, view.message)
     try:
@@ -272,6 +274,14 @@ def _announce(settings: Settings, view: View) -> None:
             "metric: not declared; it will be chosen from what the baseline prints, with "
             "program.md (set metric and direction in overnight.toml to choose it yourself)"
         )
+    if settings.workers > 1:
+        view.message(f"workers: {settings.workers_note}")
+        repairs = getattr(settings.agent, "repair_attempts", 0)
+        if repairs:
+            view.message(
+                "repairs: off with --workers > 1 (repair_attempts = "
+                f"{repairs} applies to one worker): a crashed candidate is recorded as a crash"
+            )
     scoring = "protected" if settings.protected else "inline (UNPROTECTED)"
     view.message(f"scoring: {scoring}, because {settings.mode_reason}")
     if settings.time_budget_note:
