@@ -48,13 +48,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.image import DEFAULT_IMAGE  # noqa: E402
+from sandbox.labels import LABEL, LABEL_PID, LABEL_RUN  # noqa: E402
+
 TASKS = {
     "sleeping": ROOT / "bench" / "tasks" / "sleeping",
     "quickstart": ROOT / "tasks" / "quickstart",
 }
-LABEL = "org.overnight"
-LABEL_RUN = "org.overnight.run"
-LABEL_PID = "org.overnight.pid"
+BENCH_LABEL = "overnight-bench.pid"  # on the bare containers of the engine's ceiling
+CONTAINERS_PER_EXPERIMENT = 3  # protected: the output volume's keeper, train, evaluate
 GOAL_SPEEDUP = 0.9  # of N, on the sleeping task
 GOAL_RAY = 0.1  # Ray within this fraction of the local executor
 NOT_RUN = {"skipped"}
@@ -70,6 +74,8 @@ class Night:
     in_flight: int  # most experiments running at one moment
     harness_seconds: float | None  # median per experiment outside the containers' run time
     nodes: frozenset[str]  # where the runs ran ("where" in run events; empty: locally)
+    turnaround: float | None = None  # mean seconds from an experiment's start to its result
+    inside: float | None = None  # of which its containers ran (mean train + evaluate seconds)
 
     @property
     def per_hour(self) -> float:
@@ -109,7 +115,27 @@ def pace(events: list[dict]) -> Night:
         in_flight=_most_at_once([_interval(e) for e in runs]),
         harness_seconds=_harness_seconds(later, runs, start),
         nodes=frozenset(str(e["where"]) for e in runs if e.get("where")),
+        **_turnaround(events, runs),
     )
+
+
+def _turnaround(events: list[dict], runs: list[dict]) -> dict[str, float]:
+    """Mean start-to-result seconds of the experiments' first runs, and their containers' share.
+    An experiment starts at its `started` event (--workers > 1) or else its `proposal` event."""
+    starts: dict[int, float] = {}
+    for event in events:
+        if event.get("event") in ("proposal", "started") and "experiment" in event:
+            starts[int(event["experiment"])] = float(event["ts"])  # `started` comes later
+    first = [
+        r
+        for r in runs
+        if not r.get("confirmation") and not r.get("remeasure") and int(r["experiment"]) in starts
+    ]
+    if not first:
+        return {}
+    ends = [float(r["ts"]) - starts[int(r["experiment"])] for r in first]
+    inside = [_interval(r)[1] - _interval(r)[0] for r in first]
+    return {"turnaround": statistics.mean(ends), "inside": statistics.mean(inside)}
 
 
 def _interval(run: dict) -> tuple[float, float]:
@@ -234,6 +260,35 @@ def remove_containers(pids: set[int], tag_prefix: str) -> int:
     if mine:
         subprocess.run(["docker", "rm", "-f", *mine], capture_output=True, check=False)
     return len(mine)
+
+
+def engine_ceiling(at_once: int, rounds: int = 2) -> float | None:
+    """Bare containers per second this engine starts and removes with `at_once` at a time
+    (`docker run --rm IMAGE true`): a ceiling for any night here, whatever its workers."""
+    label = f"{BENCH_LABEL}={os.getpid()}"
+    command = ["docker", "run", "--rm", "--label", label, "--network", "none", DEFAULT_IMAGE]
+    started = time.monotonic()
+    for _ in range(rounds):
+        children = [
+            subprocess.Popen(
+                [*command, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            for _ in range(at_once)
+        ]
+        if any(child.wait() != 0 for child in children):
+            return None
+    return at_once * rounds / (time.monotonic() - started)
+
+
+def remove_bare_containers() -> None:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={os.getpid()}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if listed:
+        subprocess.run(["docker", "rm", "-f", *listed], capture_output=True, check=False)
 
 
 # --- the Ray cluster --------------------------------------------------------------------------
@@ -401,6 +456,20 @@ def print_table(rows: list[Row], workers: list[int], experiments: int, sleep: fl
         cells = [format_cell(row.cells.get(n, Cell()), base, n) for n in workers]
         print(f"{row.task:<11}{row.executor:<9}" + "".join(f"{c:>{width}}" for c in cells))
     print("[k at once]: the most experiments whose containers ran at the same moment, when < N")
+    print()
+    print("seconds per experiment from its start to its result (of which its containers ran)")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        cells = []
+        for n in workers:
+            night = row.cells.get(n, Cell()).night
+            turnaround = night.turnaround if night else None
+            inside = night.inside if night else None
+            cells.append(
+                "-" if turnaround is None or inside is None else f"{turnaround:.2f} ({inside:.2f})"
+            )
+        print(f"{row.task:<11}{row.executor:<9}" + "".join(f"{c:>{width}}" for c in cells))
 
 
 def rate(row: Row | None, workers: int) -> float | None:
@@ -479,6 +548,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", help="comma-separated (default 1,2,4,8; --quick 1,2,4)")
     parser.add_argument("--tasks", default="sleeping,quickstart", help="of: sleeping, quickstart")
     parser.add_argument("--no-ray", action="store_true", help="the local executor only")
+    parser.add_argument("--keep", action="store_true", help="keep the task folders and logs")
     args = parser.parse_args(argv)
     args.experiments = args.experiments or (8 if args.quick else 32)
     default = "1,2,4" if args.quick else "1,2,4,8"
@@ -518,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [Row(task, executor) for task in args.tasks for executor in executors]
     parallel_note = ""
     round_trip = None
+    ceiling: float | None = None
     cluster: RayCluster | None = None
     cluster_pids: set[int] = set()
     work = Path(tempfile.mkdtemp(prefix="overnight-parallel-"))
@@ -594,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "(no run event names a Ray node): not in this build"
                             )
                             print(f"  {ray_note}", flush=True)
+            ceiling = engine_ceiling(max(workers))
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", flush=True)
         return_code = 130
@@ -603,12 +675,23 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             cluster_pids = cluster.stop()
         removed = remove_containers(nights.pids | cluster_pids, prefix)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_bare_containers()
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     if return_code:
         return return_code
 
     print_table(rows, workers, args.experiments, args.sleep)
     print_verdicts(rows, workers, round_trip)
+    if ceiling is not None:
+        most = ceiling / CONTAINERS_PER_EXPERIMENT * 3600
+        print(
+            f"this engine: {max(workers)} bare containers at once (`docker run --rm "
+            f"{DEFAULT_IMAGE} true`) go at {ceiling:.1f}/s, so at {CONTAINERS_PER_EXPERIMENT} "
+            f"containers per experiment no night here passes ~{most:,.0f} experiments/h"
+        )
     for note in (parallel_note, ray_note):
         if note:
             print(note)
