@@ -12,8 +12,8 @@ with experiments running reruns exactly those, from the same train.py, and numbe
 0..n without gaps. Rows land in results.tsv in the order decisions were made; every reader
 (status, the report, the resume) keys them by number.
 
-Not here: repairs (a repair continues the one conversation that proposed a candidate, and N of
-them overlap), so `repair_attempts` is off with --workers > 1.
+The agent is called from one agent thread, one call at a time (a proposal, or the repair of a
+crashed candidate in the conversation that proposed it), so no agent needs to be thread-safe.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -32,7 +33,7 @@ from harness.decision import confirm, decide
 from harness.edit_tool import TrainEditor
 from harness.experiment import Measurement, combine_runs
 from harness.ledger import RunDir
-from harness.loop import Night, _better, _show, _unrunnable
+from harness.loop import AskedRepair, Night, _better, _show, _unrunnable
 from harness.model_config import MODEL_AGENTS
 from harness.noise import remeasure_due, runs_of_best
 from harness.seams import (
@@ -63,11 +64,21 @@ class _Job:
     devices: tuple[str, ...] | None = None
     runs: list[Measurement] = field(default_factory=list)
     remeasure_index: int = 0
+    repairs: int = 0
+    base_source: str = ""  # the train.py it was proposed from
 
     @property
     def confirmation(self) -> int:
         """0 for a candidate's first run, then 1, 2, ... for its confirmations."""
         return len(self.runs) if self.kind == "candidate" else 0
+
+
+@dataclass
+class _Repaired:
+    """What the agent answered when shown a candidate's crash."""
+
+    job: _Job
+    asked: AskedRepair | BaseException
 
 
 @dataclass
@@ -88,9 +99,11 @@ class ParallelNight(Night):
 
     def _next(self) -> None:
         """The whole rest of the night; it ends, as every night does, with a StopNight."""
-        self._events: queue.Queue[tuple[_Job, Measurement | BaseException] | _Proposed] = (
-            queue.Queue()
-        )
+        self._events: queue.Queue[
+            tuple[_Job, Measurement | BaseException] | _Proposed | _Repaired
+        ] = queue.Queue()
+        self._agent_calls: queue.Queue[Callable[[], None]] = queue.Queue()
+        threading.Thread(target=self._agent_thread, name="agent", daemon=True).start()
         self._devices = DevicePool(
             None
             if self.settings.gpu_slots is None
@@ -125,8 +138,15 @@ class ParallelNight(Night):
                 continue
             if isinstance(event, _Proposed):
                 self._proposal_done(event)
+            elif isinstance(event, _Repaired):
+                self._repair_done(event)
             else:
                 self._measured(*event)
+
+    def _agent_thread(self) -> None:
+        """Every call of the agent, one at a time, in order."""
+        while True:
+            self._agent_calls.get()()
 
     # --- starting ---------------------------------------------------------------------
 
@@ -273,7 +293,7 @@ class ParallelNight(Night):
                 )
             )
 
-        threading.Thread(target=propose, name=f"propose-{number}", daemon=True).start()
+        self._agent_calls.put(propose)
 
     def _proposal_done(self, done: _Proposed) -> None:
         self._proposing = None
@@ -310,15 +330,16 @@ class ParallelNight(Night):
             proposed_from=done.proposed_from,
             proposed_from_commit=done.proposed_from_commit,
             cost_usd=outcome.usage.cost_usd,
+            base_source=done.base_source,
         )
-        self._save_candidate(job, done.base_source)
+        self._save_candidate(job)
         crashpoint("candidate saved")
         self._ready.append(job)
 
-    def _save_candidate(self, job: _Job, base_source: str) -> None:
+    def _save_candidate(self, job: _Job) -> None:
         diff = "".join(
             difflib.unified_diff(
-                base_source.splitlines(keepends=True),
+                job.base_source.splitlines(keepends=True),
                 job.source.splitlines(keepends=True),
                 "a/train.py",
                 "b/train.py",
@@ -331,6 +352,8 @@ class ParallelNight(Night):
             "proposed_from": job.proposed_from,
             "proposed_from_commit": job.proposed_from_commit,
             "cost_usd": job.cost_usd,
+            "repairs": job.repairs,
+            "base_source": job.base_source,
         }
         folder = self.run_dir.experiment_dir(job.number)
         tmp = folder / f"{CANDIDATE_FILE}.tmp"
@@ -358,6 +381,8 @@ class ParallelNight(Night):
                     proposed_from=int(saved.get("proposed_from", 0)),
                     proposed_from_commit=str(saved.get("proposed_from_commit", "")),
                     cost_usd=float(saved.get("cost_usd", 0.0)),
+                    repairs=int(saved.get("repairs", 0)),
+                    base_source=str(saved.get("base_source", "")),
                 )
             )
         return jobs
@@ -378,6 +403,9 @@ class ParallelNight(Night):
             )
             return
         job.runs.append(result)
+        if len(job.runs) == 1 and self._repairable(job, result):
+            self._ask_for_repair(job)
+            return
         best = self.best
         assert best is not None and best.metric is not None
         margin = self.margin(best.metric)
@@ -412,6 +440,48 @@ class ParallelNight(Night):
         self._finish(job)
         self._settle(job, measurement, verdict)
 
+    def _repairable(self, job: _Job, result: Measurement) -> bool:
+        return result.train.status is RunStatus.CRASH and job.repairs < self._repairs_allowed
+
+    def _ask_for_repair(self, job: _Job) -> None:
+        """The agent fixes its crashed candidate while the slot waits for the fix."""
+        self.view.phase(job.number, "repairing")
+        source = job.source
+
+        def repair() -> None:
+            try:
+                asked: AskedRepair | BaseException = self._ask_repair(job.number, source)
+            except BaseException as err:
+                asked = err
+            self._events.put(_Repaired(job, asked))
+
+        self._agent_calls.put(repair)
+
+    def _repair_done(self, done: _Repaired) -> None:
+        job, asked = done.job, done.asked
+        if isinstance(asked, BaseException):
+            raise asked
+        attempt = job.repairs + 1
+        self.usage = Usage()
+        problem = self._repair_problem(asked, attempt)
+        job.cost_usd += self.usage.cost_usd
+        if problem:
+            crashed = job.runs[0]
+            self._finish(job)
+            self._settle(job, crashed, Verdict.CRASH)
+            return
+        run_files.set_aside_crashed(self.run_dir, job.number, attempt)
+        crashed_commit = self.worktree.commit_candidate(
+            job.source, f"{job.description} [crashed, repair {attempt} follows]"
+        )
+        self.worktree.keep_ref(crashed_commit, job.number, kind=f"crashed/{attempt}")
+        self.worktree.reset_to(self.best_commit)
+        job.repairs, job.runs = attempt, []
+        job.source = asked.editor.source
+        self._save_candidate(job)
+        crashpoint("repair saved")
+        self._relaunch(job)
+
     def _relaunch(self, job: _Job) -> None:
         """The next confirmation run of a candidate that beat the best, in its own slot."""
         self._running.pop(id(job))
@@ -423,6 +493,8 @@ class ParallelNight(Night):
 
     def _settle(self, job: _Job, measurement: Measurement, verdict: Verdict) -> None:
         """Commit the measured train.py on top of the best of this moment; keep it or not."""
+        if job.repairs:
+            job.description += f" [repaired {job.repairs}x]"
         commit = self.worktree.commit_candidate(job.source, job.description)
         crashpoint("candidate committed")
         if verdict is Verdict.KEEP:

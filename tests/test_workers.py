@@ -420,3 +420,65 @@ def test_a_worker_count_that_does_not_fit_is_refused_in_one_line_naming_the_file
     message = str(refused.value)
     assert message.count("\n") == 0
     assert str(task / "overnight.toml") in message and "lower --workers" in message
+
+
+def test_a_model_agent_with_two_workers_is_told_what_runs_and_repairs_its_own_crash(
+    tmp_path, monkeypatch, docker_client
+):
+    """The real anthropic client against a model on 127.0.0.1: #1 crashes on a typo while #2
+    is proposed (and told #1 is running); the model fixes #1 in #1's own conversation."""
+    from fake_llm_server import FakeLLM, guard_network, text, tool
+
+    typo = "\nundefined_name"
+
+    def model(request) -> object:
+        messages = request.body["messages"]
+        first = json.dumps(messages[0]["content"])
+        number = int(first.split("# Experiment ")[1].split("\\n")[0])
+        said = json.dumps(messages[-1]["content"])
+        if "Your change crashed" in said:
+            return tool({"command": "str_replace", "old_str": typo, "new_str": ""})
+        if len(messages) > 1:
+            return text(f"value {number} via the model")
+        if number > 2:
+            return text("Nothing more to try.")
+        new = f"VALUE = {number}.0" + (typo if number == 1 else "")
+        return tool({"command": "str_replace", "old_str": "VALUE = 10.0", "new_str": new})
+
+    config = CONFIG + (
+        '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
+        "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
+    )
+    task = sleeping_task(tmp_path / "task", config)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    with guard_network(), FakeLLM(responder=model) as llm:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": llm.url}
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "model",
+             "--workers", "2", "--max-experiments", "3"],
+            capture_output=True, text=True, timeout=240, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {r.experiment: r for r in results(task, "model")}
+    assert rows[1].status.value == "keep" and "[repaired 1x]" in rows[1].description
+    assert rows[1].metric == 1.0
+    # #2 finished while #1 was repaired and run again: 2 beat 10, then 1 beat 2.
+    measured = [r.experiment for r in results(task, "model") if r.status.value != "skipped"]
+    assert measured == [0, 2, 1]
+    assert rows[3].status.value == "skipped"  # the model had nothing more
+    assert rows[2].status.value == "keep"
+    assert "VALUE = 1.0" in git(task, "show", "overnight/model:train.py")
+    first_of_two = next(
+        r for r in llm.requests if "# Experiment 2" in json.dumps(r.body["messages"][0])
+    )
+    prompt = json.dumps(first_of_two.body["messages"][0]["content"])
+    assert "Running now on other workers" in prompt and "#1, proposed from #0: value 1" in prompt
+    repair = next(
+        r for r in llm.requests if "Your change crashed" in json.dumps(r.body["messages"])
+    )
+    assert "# Experiment 1" in json.dumps(repair.body["messages"][0])  # #1's own conversation
+    assert "undefined_name" in json.dumps(repair.body["messages"][-1])  # it saw the traceback
+    assert (
+        git(task, "for-each-ref", "--format=%(refname)", "refs/overnight/model/").count("crashed/1")
+        == 1
+    )
