@@ -36,6 +36,7 @@ from harness.ledger import RunDir
 from harness.loop import AskedRepair, Night, _better, _show, _unrunnable
 from harness.model_config import MODEL_AGENTS
 from harness.noise import remeasure_due, runs_of_best
+from harness.runstate import write_state
 from harness.seams import (
     Proposal,
     RunningExperiment,
@@ -230,6 +231,7 @@ class ParallelNight(Night):
                 devices=list(job.devices) if job.devices else None,
                 running=sorted(j.number for j in self._running.values()),
             )
+        self._say_running()
         threading.Thread(
             target=self._measure_in_thread,
             args=(job,),
@@ -490,6 +492,12 @@ class ParallelNight(Night):
     def _finish(self, job: _Job) -> None:
         self._running.pop(id(job))
         self._devices.give_back(job.devices)
+        self._say_running()
+
+    def _say_running(self) -> None:
+        """state.json names the experiments being measured, for `overnight status`."""
+        numbers = sorted({j.number for j in self._running.values()})
+        write_state(self.run_dir.root, "running", running=numbers)
 
     def _settle(self, job: _Job, measurement: Measurement, verdict: Verdict) -> None:
         """Commit the measured train.py on top of the best of this moment; keep it or not."""

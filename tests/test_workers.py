@@ -23,6 +23,7 @@ from harness.config import resolve_settings
 from harness.errors import TaskError
 from harness.overrides import Overrides
 from harness.sizes import ByteSize
+from harness.status import format_status, status_report
 from harness.task import load_task
 from harness.workers import DevicePool, Machine, PlanError, gpu_slots, plan_workers
 
@@ -153,6 +154,17 @@ def test_two_workers_overlap_decide_in_completion_order_and_keep_a_linear_branch
     assert proposed_from[3] == 2  # proposed once #2 was the best
     assert our_containers(docker_client, "two") == []
 
+    from harness.report_data import load_night
+    from harness.report_plot import _decided_at
+
+    night = load_night(task / ".overnight" / "two")
+    kept = [r for r in night.rows if r.status.value == "keep"]
+    assert [r.experiment for r in kept] == [0, 2, 4, 1]
+    assert _decided_at(night, kept) == [0, 2, 4, 4]  # the running best never steps backwards
+    assert (task / ".overnight" / "two" / "progress.png").stat().st_size > 10_000
+    report = (task / ".overnight" / "two" / "report.html").read_text()
+    assert "value 1.0, sleep 9.0" in report
+
 
 def test_a_model_agent_is_told_what_is_still_running(tmp_path):
     """The prompt's history names the experiments that other workers are measuring."""
@@ -204,14 +216,16 @@ def test_max_experiments_counts_started_ones_and_the_first_ctrl_c_lets_running_o
     run_dir = task / ".overnight" / "ctrl-c"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if (run_dir / "events.jsonl").exists():
-            kinds = [e["event"] for e in events(task, "ctrl-c")]
-            if kinds.count("started") == 2:
-                break
+        if (run_dir / "results.tsv").exists() and status_report(task, "ctrl-c").get("running") == [
+            1,
+            2,
+        ]:
+            break  # what `overnight status` says while both run
         time.sleep(0.1)
     else:
         night.kill()
-        pytest.fail("two experiments never started")
+        pytest.fail("two experiments never ran at once")
+    assert "running now: #1, #2" in format_status(status_report(task, "ctrl-c"))
     night.send_signal(signal.SIGINT)
     _, stderr = night.communicate(timeout=120)
     assert night.returncode == 0, stderr
