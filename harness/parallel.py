@@ -124,6 +124,8 @@ class ParallelNight(Night):
             )
         self._ready.extend(resumed)
         while True:
+            if self.signals.requested:
+                self._stop_reason = self._why_not_start(0)
             self._start_what_fits()
             if (
                 self._stop_reason is None
@@ -131,7 +133,7 @@ class ParallelNight(Night):
                 and len(self._running) + len(self._ready) < self.settings.workers + ahead
             ):
                 self._begin_proposal()
-            if not self._running and self._proposing is None and not self._ready:
+            if self._ended():
                 raise StopNight(self._stop_reason or "nothing left to run")
             try:
                 event = self._events.get(timeout=0.2)
@@ -143,6 +145,16 @@ class ParallelNight(Night):
                 self._repair_done(event)
             else:
                 self._measured(*event)
+
+    def _ended(self) -> bool:
+        """Nothing runs and nothing more will start. Candidates proposed but not started when a
+        stop came stay saved: the next night of this tag runs them first. A proposal still
+        being made is waited for, unless a signal asked to stop."""
+        if self._running:
+            return False
+        if self._stop_reason is None:
+            return self._proposing is None and not self._ready
+        return self._proposing is None or bool(self.signals.requested)
 
     def _agent_thread(self) -> None:
         """Every call of the agent, one at a time, in order."""
@@ -174,7 +186,7 @@ class ParallelNight(Night):
         return self.budget.exhausted(self.rows, time.time(), started=started)
 
     def _start_what_fits(self) -> None:
-        while len(self._running) < self.settings.workers:
+        while len(self._running) < self.settings.workers and not self.signals.requested:
             if self._remeasure_wanted():
                 self._launch(self._remeasure_job())
                 continue

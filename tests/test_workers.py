@@ -496,3 +496,58 @@ def test_a_model_agent_with_two_workers_is_told_what_runs_and_repairs_its_own_cr
         git(task, "for-each-ref", "--format=%(refname)", "refs/overnight/model/").count("crashed/1")
         == 1
     )
+
+
+def test_a_candidate_proposed_ahead_when_ctrl_c_comes_runs_first_in_the_next_night(
+    tmp_path, monkeypatch, docker_client
+):
+    """A model agent proposes one candidate ahead of the free workers. Ctrl-C lets the two
+    running finish; the one proposed ahead never started, and the next night runs it first."""
+    from fake_llm_server import FakeLLM, guard_network, text, tool
+
+    def model(request) -> object:
+        messages = request.body["messages"]
+        number = int(json.dumps(messages[0]["content"]).split("# Experiment ")[1].split("\\n")[0])
+        if len(messages) > 1:
+            return text(f"value {number}")
+        source = TRAIN.replace("VALUE = 10.0", f"VALUE = {10 - number}.0").replace(
+            "SLEEP = 1.0", "SLEEP = 4.0"
+        )
+        return tool({"command": "write", "content": source})
+
+    config = CONFIG + (
+        '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
+        "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
+    )
+    task = sleeping_task(tmp_path / "task", config)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    command = [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "ahead"]
+    with guard_network(), FakeLLM(responder=model) as llm:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": llm.url}
+        night = subprocess.Popen(
+            [*command, "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        candidate = task / ".overnight" / "ahead" / "experiments" / "0003" / "candidate.json"
+        deadline = time.monotonic() + 120
+        while not candidate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert candidate.exists(), "no candidate was proposed ahead"
+        night.send_signal(signal.SIGINT)
+        _, stderr = night.communicate(timeout=120)
+        assert night.returncode == 0, stderr
+        first = results(task, "ahead")
+        assert sorted(r.experiment for r in first) == [0, 1, 2]  # #3 was ready, not started
+
+        again = subprocess.run(
+            [*command, "--workers", "2", "--max-experiments", "3"],
+            capture_output=True, text=True, timeout=240, env=env,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "run again from their saved train.py: #3" in again.stderr
+    rows = {r.experiment: r for r in results(task, "ahead")}
+    assert sorted(rows) == [0, 1, 2, 3] and rows[3].metric == 7.0
+    assert rows[3].description == "value 3"
