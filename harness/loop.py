@@ -40,6 +40,7 @@ from harness.seams import (
     Agent,
     Direction,
     ExperimentRecord,
+    Proposal,
     ProposalContext,
     Repairer,
     RepairRequest,
@@ -64,6 +65,18 @@ class _Candidate:
     editor: TrainEditor
     commit: str
     description: str
+
+
+@dataclass
+class AskedRepair:
+    """What the agent answered when shown a crash: its proposal (None: it could not go on)."""
+
+    number: int
+    source: str  # the crashed train.py
+    proposal: Proposal | None
+    editor: TrainEditor
+    started: float
+    deadline: float
 
 
 class DiskFull(InfrastructureFault):
@@ -454,48 +467,58 @@ class Night:
     def _repair(self, number: int, candidate: _Candidate, attempt: int) -> bool:
         """Show the crash to the agent in the conversation that proposed it; if it fixes the
         candidate, the fix takes its place (same tool, scope and sandbox). False: not repaired."""
-        assert isinstance(self.agent, Repairer)
         self.view.phase(number, "repairing")
-        started = time.monotonic()
-        deadline = started + self.settings.agent.proposal_timeout
-        source = candidate.editor.source
-        editor = self._editor(source, deadline)
-        tail = _last_lines(run_files.read_output(self.run_dir, number), 60)[-REPAIR_TAIL_CHARS:]
-        spent = sum(r.cost_usd for r in self.rows)
-        proposal = self.agent.repair(RepairRequest(number, "crash", tail, spent, deadline), editor)
-        if proposal is not None:
-            self.usage += proposal.usage
-            run_files.write_transcript(self.run_dir, number, proposal, editor)
-        problem = (
-            "the agent could not continue its conversation"
-            if proposal is None
-            else "proposal_timeout reached"
-            if time.monotonic() > deadline
-            else proposal.ended or proposal.not_run or _unrunnable(source, editor.source)
-        )
-        self.run_dir.event(
-            "repair",
-            experiment=number,
-            attempt=attempt,
-            seconds=round(time.monotonic() - started, 3),
-            outcome=problem or "repaired",
-            calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
-            usage=asdict(proposal.usage) if proposal else None,
-        )
-        if problem:
+        asked = self._ask_repair(number, candidate.editor.source)
+        if self._repair_problem(asked, attempt):
             return False
         run_files.set_aside_crashed(self.run_dir, number, attempt)
         self.worktree.keep_ref(candidate.commit, number, kind=f"crashed/{attempt}")
         self.worktree.reset_to(self.best_commit)
         candidate.commit = self.worktree.commit_candidate(
-            editor.source, f"{candidate.description} [repair {attempt}]"
+            asked.editor.source, f"{candidate.description} [repair {attempt}]"
         )
-        candidate.editor = editor
+        candidate.editor = asked.editor
         crashpoint("repair committed")
         self.run_dir.write_artifact(
             number, "diff.patch", self.worktree.diff(self.best_commit, candidate.commit)
         )
         return True
+
+    def _ask_repair(self, number: int, source: str) -> AskedRepair:
+        """The agent's fix of a crashed `source` (the crash's output tail is shown to it). Only
+        reads the run folder, so a worker thread may call it while the loop goes on."""
+        assert isinstance(self.agent, Repairer)
+        started = time.monotonic()
+        deadline = started + self.settings.agent.proposal_timeout
+        editor = self._editor(source, deadline)
+        tail = _last_lines(run_files.read_output(self.run_dir, number), 60)[-REPAIR_TAIL_CHARS:]
+        spent = sum(r.cost_usd for r in self.rows)
+        proposal = self.agent.repair(RepairRequest(number, "crash", tail, spent, deadline), editor)
+        return AskedRepair(number, source, proposal, editor, started, deadline)
+
+    def _repair_problem(self, asked: AskedRepair, attempt: int) -> str:
+        """Log the repair; why it cannot run ("" when the fix is runnable)."""
+        proposal, editor = asked.proposal, asked.editor
+        if proposal is not None:
+            self.usage += proposal.usage
+            run_files.write_transcript(self.run_dir, asked.number, proposal, editor)
+        problem = (
+            "the agent could not continue its conversation"
+            if proposal is None
+            else "proposal_timeout reached"
+            if time.monotonic() > asked.deadline
+            else proposal.ended or proposal.not_run or _unrunnable(asked.source, editor.source)
+        )
+        self.run_dir.event(
+            "repair",
+            experiment=asked.number,
+            attempt=attempt,
+            seconds=round(time.monotonic() - asked.started, 3),
+            outcome=problem or "repaired",
+            calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
+            usage=asdict(proposal.usage) if proposal else None,
+        )
+        return problem
 
     def _context(
         self, number: int, source: str, running: tuple[RunningExperiment, ...] = ()

@@ -276,12 +276,6 @@ def _announce(settings: Settings, view: View) -> None:
         )
     if settings.workers > 1:
         view.message(f"workers: {settings.workers_note}")
-        repairs = getattr(settings.agent, "repair_attempts", 0)
-        if repairs:
-            view.message(
-                "repairs: off with --workers > 1 (repair_attempts = "
-                f"{repairs} applies to one worker): a crashed candidate is recorded as a crash"
-            )
     scoring = "protected" if settings.protected else "inline (UNPROTECTED)"
     view.message(f"scoring: {scoring}, because {settings.mode_reason}")
     if settings.time_budget_note:

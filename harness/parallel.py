@@ -12,8 +12,8 @@ with experiments running reruns exactly those, from the same train.py, and numbe
 0..n without gaps. Rows land in results.tsv in the order decisions were made; every reader
 (status, the report, the resume) keys them by number.
 
-Not here: repairs (a repair continues the one conversation that proposed a candidate, and N of
-them overlap), so `repair_attempts` is off with --workers > 1.
+The agent is called from one agent thread, one call at a time (a proposal, or the repair of a
+crashed candidate in the conversation that proposed it), so no agent needs to be thread-safe.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -32,9 +33,10 @@ from harness.decision import confirm, decide
 from harness.edit_tool import TrainEditor
 from harness.experiment import Measurement, combine_runs
 from harness.ledger import RunDir
-from harness.loop import Night, _better, _show, _unrunnable
+from harness.loop import AskedRepair, Night, _better, _show, _unrunnable
 from harness.model_config import MODEL_AGENTS
 from harness.noise import remeasure_due, runs_of_best
+from harness.runstate import write_state
 from harness.seams import (
     Proposal,
     RunningExperiment,
@@ -63,11 +65,21 @@ class _Job:
     devices: tuple[str, ...] | None = None
     runs: list[Measurement] = field(default_factory=list)
     remeasure_index: int = 0
+    repairs: int = 0
+    base_source: str = ""  # the train.py it was proposed from
 
     @property
     def confirmation(self) -> int:
         """0 for a candidate's first run, then 1, 2, ... for its confirmations."""
         return len(self.runs) if self.kind == "candidate" else 0
+
+
+@dataclass
+class _Repaired:
+    """What the agent answered when shown a candidate's crash."""
+
+    job: _Job
+    asked: AskedRepair | BaseException
 
 
 @dataclass
@@ -88,9 +100,11 @@ class ParallelNight(Night):
 
     def _next(self) -> None:
         """The whole rest of the night; it ends, as every night does, with a StopNight."""
-        self._events: queue.Queue[tuple[_Job, Measurement | BaseException] | _Proposed] = (
-            queue.Queue()
-        )
+        self._events: queue.Queue[
+            tuple[_Job, Measurement | BaseException] | _Proposed | _Repaired
+        ] = queue.Queue()
+        self._agent_calls: queue.Queue[Callable[[], None]] = queue.Queue()
+        threading.Thread(target=self._agent_thread, name="agent", daemon=True).start()
         self._devices = DevicePool(
             None
             if self.settings.gpu_slots is None
@@ -110,6 +124,8 @@ class ParallelNight(Night):
             )
         self._ready.extend(resumed)
         while True:
+            if self.signals.requested:
+                self._stop_reason = self._why_not_start(0)
             self._start_what_fits()
             if (
                 self._stop_reason is None
@@ -117,7 +133,7 @@ class ParallelNight(Night):
                 and len(self._running) + len(self._ready) < self.settings.workers + ahead
             ):
                 self._begin_proposal()
-            if not self._running and self._proposing is None and not self._ready:
+            if self._ended():
                 raise StopNight(self._stop_reason or "nothing left to run")
             try:
                 event = self._events.get(timeout=0.2)
@@ -125,8 +141,25 @@ class ParallelNight(Night):
                 continue
             if isinstance(event, _Proposed):
                 self._proposal_done(event)
+            elif isinstance(event, _Repaired):
+                self._repair_done(event)
             else:
                 self._measured(*event)
+
+    def _ended(self) -> bool:
+        """Nothing runs and nothing more will start. Candidates proposed but not started when a
+        stop came stay saved: the next night of this tag runs them first. A proposal still
+        being made is waited for, unless a signal asked to stop."""
+        if self._running:
+            return False
+        if self._stop_reason is None:
+            return self._proposing is None and not self._ready
+        return self._proposing is None or bool(self.signals.requested)
+
+    def _agent_thread(self) -> None:
+        """Every call of the agent, one at a time, in order."""
+        while True:
+            self._agent_calls.get()()
 
     # --- starting ---------------------------------------------------------------------
 
@@ -153,7 +186,7 @@ class ParallelNight(Night):
         return self.budget.exhausted(self.rows, time.time(), started=started)
 
     def _start_what_fits(self) -> None:
-        while len(self._running) < self.settings.workers:
+        while len(self._running) < self.settings.workers and not self.signals.requested:
             if self._remeasure_wanted():
                 self._launch(self._remeasure_job())
                 continue
@@ -210,6 +243,7 @@ class ParallelNight(Night):
                 devices=list(job.devices) if job.devices else None,
                 running=sorted(j.number for j in self._running.values()),
             )
+        self._say_running()
         threading.Thread(
             target=self._measure_in_thread,
             args=(job,),
@@ -273,7 +307,7 @@ class ParallelNight(Night):
                 )
             )
 
-        threading.Thread(target=propose, name=f"propose-{number}", daemon=True).start()
+        self._agent_calls.put(propose)
 
     def _proposal_done(self, done: _Proposed) -> None:
         self._proposing = None
@@ -310,15 +344,16 @@ class ParallelNight(Night):
             proposed_from=done.proposed_from,
             proposed_from_commit=done.proposed_from_commit,
             cost_usd=outcome.usage.cost_usd,
+            base_source=done.base_source,
         )
-        self._save_candidate(job, done.base_source)
+        self._save_candidate(job)
         crashpoint("candidate saved")
         self._ready.append(job)
 
-    def _save_candidate(self, job: _Job, base_source: str) -> None:
+    def _save_candidate(self, job: _Job) -> None:
         diff = "".join(
             difflib.unified_diff(
-                base_source.splitlines(keepends=True),
+                job.base_source.splitlines(keepends=True),
                 job.source.splitlines(keepends=True),
                 "a/train.py",
                 "b/train.py",
@@ -331,6 +366,8 @@ class ParallelNight(Night):
             "proposed_from": job.proposed_from,
             "proposed_from_commit": job.proposed_from_commit,
             "cost_usd": job.cost_usd,
+            "repairs": job.repairs,
+            "base_source": job.base_source,
         }
         folder = self.run_dir.experiment_dir(job.number)
         tmp = folder / f"{CANDIDATE_FILE}.tmp"
@@ -358,6 +395,8 @@ class ParallelNight(Night):
                     proposed_from=int(saved.get("proposed_from", 0)),
                     proposed_from_commit=str(saved.get("proposed_from_commit", "")),
                     cost_usd=float(saved.get("cost_usd", 0.0)),
+                    repairs=int(saved.get("repairs", 0)),
+                    base_source=str(saved.get("base_source", "")),
                 )
             )
         return jobs
@@ -378,6 +417,9 @@ class ParallelNight(Night):
             )
             return
         job.runs.append(result)
+        if len(job.runs) == 1 and self._repairable(job, result):
+            self._ask_for_repair(job)
+            return
         best = self.best
         assert best is not None and best.metric is not None
         margin = self.margin(best.metric)
@@ -412,6 +454,48 @@ class ParallelNight(Night):
         self._finish(job)
         self._settle(job, measurement, verdict)
 
+    def _repairable(self, job: _Job, result: Measurement) -> bool:
+        return result.train.status is RunStatus.CRASH and job.repairs < self._repairs_allowed
+
+    def _ask_for_repair(self, job: _Job) -> None:
+        """The agent fixes its crashed candidate while the slot waits for the fix."""
+        self.view.phase(job.number, "repairing")
+        source = job.source
+
+        def repair() -> None:
+            try:
+                asked: AskedRepair | BaseException = self._ask_repair(job.number, source)
+            except BaseException as err:
+                asked = err
+            self._events.put(_Repaired(job, asked))
+
+        self._agent_calls.put(repair)
+
+    def _repair_done(self, done: _Repaired) -> None:
+        job, asked = done.job, done.asked
+        if isinstance(asked, BaseException):
+            raise asked
+        attempt = job.repairs + 1
+        self.usage = Usage()
+        problem = self._repair_problem(asked, attempt)
+        job.cost_usd += self.usage.cost_usd
+        if problem:
+            crashed = job.runs[0]
+            self._finish(job)
+            self._settle(job, crashed, Verdict.CRASH)
+            return
+        run_files.set_aside_crashed(self.run_dir, job.number, attempt)
+        crashed_commit = self.worktree.commit_candidate(
+            job.source, f"{job.description} [crashed, repair {attempt} follows]"
+        )
+        self.worktree.keep_ref(crashed_commit, job.number, kind=f"crashed/{attempt}")
+        self.worktree.reset_to(self.best_commit)
+        job.repairs, job.runs = attempt, []
+        job.source = asked.editor.source
+        self._save_candidate(job)
+        crashpoint("repair saved")
+        self._relaunch(job)
+
     def _relaunch(self, job: _Job) -> None:
         """The next confirmation run of a candidate that beat the best, in its own slot."""
         self._running.pop(id(job))
@@ -420,9 +504,17 @@ class ParallelNight(Night):
     def _finish(self, job: _Job) -> None:
         self._running.pop(id(job))
         self._devices.give_back(job.devices)
+        self._say_running()
+
+    def _say_running(self) -> None:
+        """state.json names the experiments being measured, for `overnight status`."""
+        numbers = sorted({j.number for j in self._running.values()})
+        write_state(self.run_dir.root, "running", running=numbers)
 
     def _settle(self, job: _Job, measurement: Measurement, verdict: Verdict) -> None:
         """Commit the measured train.py on top of the best of this moment; keep it or not."""
+        if job.repairs:
+            job.description += f" [repaired {job.repairs}x]"
         commit = self.worktree.commit_candidate(job.source, job.description)
         crashpoint("candidate committed")
         if verdict is Verdict.KEEP:

@@ -111,8 +111,12 @@ def plan_workers(
         )
     pool = f", each with its own GPU(s) of {len(slots)} slot(s)" if slots else ""
     if count == 1 or shared_machine is None:
-        where = "on a Ray cluster" if shared_machine is None else "one at a time"
-        note = f"{count} worker(s) {where}{pool}: {cpus:g} CPUs and {memory} per container"
+        where = (
+            f"{count} at once on a Ray cluster's nodes"
+            if shared_machine is None
+            else "1, one experiment at a time (--workers N for more)"
+        )
+        note = f"{where}{pool}: {cpus:g} CPUs and {memory} per container"
         return WorkerPlan(count, cpus, memory, slots, note)
     machine = shared_machine
     if "memory" in set_by_hand:

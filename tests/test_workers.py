@@ -23,6 +23,7 @@ from harness.config import resolve_settings
 from harness.errors import TaskError
 from harness.overrides import Overrides
 from harness.sizes import ByteSize
+from harness.status import format_status, status_report
 from harness.task import load_task
 from harness.workers import DevicePool, Machine, PlanError, gpu_slots, plan_workers
 
@@ -153,6 +154,17 @@ def test_two_workers_overlap_decide_in_completion_order_and_keep_a_linear_branch
     assert proposed_from[3] == 2  # proposed once #2 was the best
     assert our_containers(docker_client, "two") == []
 
+    from harness.report_data import load_night
+    from harness.report_plot import _decided_at
+
+    night = load_night(task / ".overnight" / "two")
+    kept = [r for r in night.rows if r.status.value == "keep"]
+    assert [r.experiment for r in kept] == [0, 2, 4, 1]
+    assert _decided_at(night, kept) == [0, 2, 4, 4]  # the running best never steps backwards
+    assert (task / ".overnight" / "two" / "progress.png").stat().st_size > 10_000
+    report = (task / ".overnight" / "two" / "report.html").read_text()
+    assert "value 1.0, sleep 9.0" in report
+
 
 def test_a_model_agent_is_told_what_is_still_running(tmp_path):
     """The prompt's history names the experiments that other workers are measuring."""
@@ -204,14 +216,16 @@ def test_max_experiments_counts_started_ones_and_the_first_ctrl_c_lets_running_o
     run_dir = task / ".overnight" / "ctrl-c"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if (run_dir / "events.jsonl").exists():
-            kinds = [e["event"] for e in events(task, "ctrl-c")]
-            if kinds.count("started") == 2:
-                break
+        if (run_dir / "results.tsv").exists() and status_report(task, "ctrl-c").get("running") == [
+            1,
+            2,
+        ]:
+            break  # what `overnight status` says while both run
         time.sleep(0.1)
     else:
         night.kill()
-        pytest.fail("two experiments never started")
+        pytest.fail("two experiments never ran at once")
+    assert "running now: #1, #2" in format_status(status_report(task, "ctrl-c"))
     night.send_signal(signal.SIGINT)
     _, stderr = night.communicate(timeout=120)
     assert night.returncode == 0, stderr
@@ -420,3 +434,120 @@ def test_a_worker_count_that_does_not_fit_is_refused_in_one_line_naming_the_file
     message = str(refused.value)
     assert message.count("\n") == 0
     assert str(task / "overnight.toml") in message and "lower --workers" in message
+
+
+def test_a_model_agent_with_two_workers_is_told_what_runs_and_repairs_its_own_crash(
+    tmp_path, monkeypatch, docker_client
+):
+    """The real anthropic client against a model on 127.0.0.1: #1 crashes on a typo while #2
+    is proposed (and told #1 is running); the model fixes #1 in #1's own conversation."""
+    from fake_llm_server import FakeLLM, guard_network, text, tool
+
+    typo = "\nundefined_name"
+
+    def model(request) -> object:
+        messages = request.body["messages"]
+        first = json.dumps(messages[0]["content"])
+        number = int(first.split("# Experiment ")[1].split("\\n")[0])
+        said = json.dumps(messages[-1]["content"])
+        if "Your change crashed" in said:
+            return tool({"command": "str_replace", "old_str": typo, "new_str": ""})
+        if len(messages) > 1:
+            return text(f"value {number} via the model")
+        if number > 2:
+            return text("Nothing more to try.")
+        new = f"VALUE = {number}.0" + (typo if number == 1 else "")
+        return tool({"command": "str_replace", "old_str": "VALUE = 10.0", "new_str": new})
+
+    config = CONFIG + (
+        '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
+        "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
+    )
+    task = sleeping_task(tmp_path / "task", config)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    with guard_network(), FakeLLM(responder=model) as llm:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": llm.url}
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "model",
+             "--workers", "2", "--max-experiments", "3"],
+            capture_output=True, text=True, timeout=240, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {r.experiment: r for r in results(task, "model")}
+    assert rows[1].status.value == "keep" and "[repaired 1x]" in rows[1].description
+    assert rows[1].metric == 1.0
+    # #2 finished while #1 was repaired and run again: 2 beat 10, then 1 beat 2.
+    measured = [r.experiment for r in results(task, "model") if r.status.value != "skipped"]
+    assert measured == [0, 2, 1]
+    assert rows[3].status.value == "skipped"  # the model had nothing more
+    assert rows[2].status.value == "keep"
+    assert "VALUE = 1.0" in git(task, "show", "overnight/model:train.py")
+    first_of_two = next(
+        r for r in llm.requests if "# Experiment 2" in json.dumps(r.body["messages"][0])
+    )
+    prompt = json.dumps(first_of_two.body["messages"][0]["content"])
+    assert "Running now on other workers" in prompt and "#1, proposed from #0: value 1" in prompt
+    repair = next(
+        r for r in llm.requests if "Your change crashed" in json.dumps(r.body["messages"])
+    )
+    assert "# Experiment 1" in json.dumps(repair.body["messages"][0])  # #1's own conversation
+    assert "undefined_name" in json.dumps(repair.body["messages"][-1])  # it saw the traceback
+    assert (
+        git(task, "for-each-ref", "--format=%(refname)", "refs/overnight/model/").count("crashed/1")
+        == 1
+    )
+
+
+def test_a_candidate_proposed_ahead_when_ctrl_c_comes_runs_first_in_the_next_night(
+    tmp_path, monkeypatch, docker_client
+):
+    """A model agent proposes one candidate ahead of the free workers. Ctrl-C lets the two
+    running finish; the one proposed ahead never started, and the next night runs it first."""
+    from fake_llm_server import FakeLLM, guard_network, text, tool
+
+    def model(request) -> object:
+        messages = request.body["messages"]
+        number = int(json.dumps(messages[0]["content"]).split("# Experiment ")[1].split("\\n")[0])
+        if len(messages) > 1:
+            return text(f"value {number}")
+        source = TRAIN.replace("VALUE = 10.0", f"VALUE = {10 - number}.0").replace(
+            "SLEEP = 1.0", "SLEEP = 4.0"
+        )
+        return tool({"command": "write", "content": source})
+
+    config = CONFIG + (
+        '\n[agent]\nprovider = "anthropic"\nmodel = "claude-test"\n'
+        "retry_initial_seconds = 0.02\nretry_max_seconds = 0.05\ntimeout = 20\n"
+    )
+    task = sleeping_task(tmp_path / "task", config)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+    command = [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "ahead"]
+    with guard_network(), FakeLLM(responder=model) as llm:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": llm.url}
+        night = subprocess.Popen(
+            [*command, "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        candidate = task / ".overnight" / "ahead" / "experiments" / "0003" / "candidate.json"
+        deadline = time.monotonic() + 120
+        while not candidate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert candidate.exists(), "no candidate was proposed ahead"
+        night.send_signal(signal.SIGINT)
+        _, stderr = night.communicate(timeout=120)
+        assert night.returncode == 0, stderr
+        first = results(task, "ahead")
+        assert sorted(r.experiment for r in first) == [0, 1, 2]  # #3 was ready, not started
+
+        again = subprocess.run(
+            [*command, "--workers", "2", "--max-experiments", "3"],
+            capture_output=True, text=True, timeout=240, env=env,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "run again from their saved train.py: #3" in again.stderr
+    rows = {r.experiment: r for r in results(task, "ahead")}
+    assert sorted(rows) == [0, 1, 2, 3] and rows[3].metric == 7.0
+    assert rows[3].description == "value 3"
