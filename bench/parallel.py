@@ -280,6 +280,18 @@ def engine_ceiling(at_once: int, rounds: int = 2) -> float | None:
     return at_once * rounds / (time.monotonic() - started)
 
 
+def print_engine(alone: float, ceiling: float, at_once: int) -> None:
+    """What the engine alone costs the nights: every experiment is 3 container lifecycles."""
+    per = CONTAINERS_PER_EXPERIMENT
+    print(
+        f"this engine: bare containers (`docker run --rm {DEFAULT_IMAGE} true`) go at "
+        f"{alone:.1f}/s one at a time, {ceiling:.1f}/s {at_once} at once; at {per} per experiment, "
+        f"{at_once} experiments started together wait ~{at_once * per / ceiling:.1f}s for it "
+        f"(one alone ~{per / alone:.1f}s), and no night here passes "
+        f"~{ceiling / per * 3600:,.0f} experiments/h"
+    )
+
+
 def remove_bare_containers() -> None:
     listed = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={os.getpid()}"],
@@ -562,143 +574,162 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class Bench:
+    """One run of the benchmark: its nights, its Ray cluster, and what it learned on the way
+    (a build without parallel workers or without the Ray executor is measured as far as it goes,
+    and said)."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.workers: list[int] = args.workers
+        self.work = work
+        self.prefix = f"p{os.getpid()}-"  # every tag, so leftovers are recognised as ours
+        self.nights = Nights(work)
+        self.cluster: RayCluster | None = None
+        self.cluster_pids: set[int] = set()
+        self.parallel_note = ""
+        self.ray_note = ""
+        self.round_trip: float | None = None
+        self.engine: tuple[float | None, float | None] = (None, None)
+        executors = ["local"]
+        if args.no_ray:
+            self.ray_note = "ray: left out (--no-ray)"
+        elif not ray_installed():
+            self.ray_note = "ray: not installed (pip install 'overnight[ray]')"
+        else:
+            executors.append("ray")
+        self.rows = [Row(task, executor) for task in args.tasks for executor in executors]
+
+    def run(self) -> None:
+        if any(r.executor == "ray" for r in self.rows):
+            self.start_ray()
+        for name in self.args.tasks:
+            self.run_task(name)
+        self.engine = engine_ceiling(1, rounds=4), engine_ceiling(max(self.workers))
+
+    def start_ray(self) -> None:
+        # Logical CPUs: more than the widest night asks for (each experiment asks for its
+        # sandbox.cpus), so Ray never queues what the local executor runs at once.
+        self.cluster = RayCluster(cpus=max(self.workers) * 4, parent=self.work)
+        print(f"  ray: starting a local cluster at {self.cluster.address}", flush=True)
+        try:
+            self.cluster.start()
+        except RuntimeError as fault:
+            self.say_ray(f"ray: the local cluster did not start: {fault}")
+            self.rows = [r for r in self.rows if r.executor != "ray"]
+            return
+        self.round_trip = self.cluster.noop_round_trip_ms()
+
+    def run_task(self, name: str) -> None:
+        task = make_task(name, self.work, self.args.sleep)
+        rows = [r for r in self.rows if r.task == name]
+        code, out = self.nights.run(task, f"{self.prefix}warm", 0, [])
+        if code != 0:
+            print(f"  {name}: the warm-up night failed (exit {code}):\n{tail(out)}")
+            for row in rows:
+                row.cells = {n: Cell(problem="warm-up failed") for n in self.workers}
+            return
+        for row in rows:
+            for n in self.workers:
+                row.cells[n] = self.run_cell(task, row, n)
+
+    def run_cell(self, task: Path, row: Row, workers: int) -> Cell:
+        if workers > 1 and self.parallel_note:
+            return Cell(problem="not parallel")
+        flags = ["--workers", str(workers)]
+        if row.executor == "ray":
+            if self.ray_note or self.cluster is None:
+                return Cell(problem="no ray")
+            flags += ["--executor", "ray", "--ray-address", self.cluster.address]
+        tag = f"{self.prefix}{row.executor}-w{workers}"
+        label = f"{row.task} {row.executor} {workers} worker(s)"
+        started = time.monotonic()
+        code, out = self.nights.run(task, tag, self.args.experiments, flags)
+        if code != 0:
+            print(f"  {label}: exit {code}:\n{tail(out)}", flush=True)
+            if row.executor == "ray" and workers == 1:
+                self.say_ray(f"ray: the first night through Ray failed (exit {code})")
+            return Cell(problem=f"exit {code}")
+        night = pace(read_events(task / ".overnight" / tag))
+        print(
+            f"  {label}: {night.experiments} experiments in {night.span:.1f}s = "
+            f"{night.per_hour:,.0f}/h, {night.in_flight} at once at most"
+            + (f", {night.skipped} skipped" if night.skipped else "")
+            + f" (night {time.monotonic() - started:.0f}s)",
+            flush=True,
+        )
+        if workers > 1 and night.in_flight <= 1 and night.experiments > 1:
+            self.parallel_note = (
+                f"--workers {workers} ran one experiment at a time: this build of the loop does "
+                "not run experiments in parallel yet, so only 1 worker is measured"
+            )
+            print(f"  {self.parallel_note}", flush=True)
+        if row.executor == "ray" and not night.nodes:
+            self.say_ray(
+                "ray: --executor ray ran the experiments here, not as Ray tasks (no run event "
+                "names a Ray node): not in this build"
+            )
+            return Cell(problem="ran locally")  # not Ray's numbers
+        return Cell(night)
+
+    def say_ray(self, note: str) -> None:
+        self.ray_note = self.ray_note or note
+        print(f"  {note}", flush=True)
+
+    def clean_up(self) -> int:
+        """Stop the cluster and remove every container the nights left; how many there were."""
+        if self.cluster is not None:
+            self.cluster_pids = self.cluster.stop()
+        removed = remove_containers(self.nights.pids | self.cluster_pids, self.prefix)
+        remove_bare_containers()
+        return removed
+
+    def report(self, removed: int) -> None:
+        print_table(self.rows, self.workers, self.args.experiments, self.args.sleep)
+        print_verdicts(self.rows, self.workers, self.round_trip)
+        alone, ceiling = self.engine
+        if alone is not None and ceiling is not None:
+            print_engine(alone, ceiling, max(self.workers))
+        for note in (self.parallel_note, self.ray_note):
+            if note:
+                print(note)
+        print(
+            f"cleanup: ray cluster {'stopped' if self.cluster else 'not started'}; "
+            f"{removed} container(s) left by these nights removed"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    workers: list[int] = args.workers
-    uneven = [n for n in workers if args.experiments % n]
+    uneven = [n for n in args.workers if args.experiments % n]
     print(
-        f"parallel benchmark: tasks {', '.join(args.tasks)}; workers {', '.join(map(str, workers))}; "
-        f"{args.experiments} experiments per night; sleep {args.sleep:g}s",
+        f"parallel benchmark: tasks {', '.join(args.tasks)}; workers "
+        f"{', '.join(map(str, args.workers))}; {args.experiments} experiments per night; "
+        f"sleep {args.sleep:g}s",
         flush=True,
     )
     if uneven:
-        print(
-            f"  note: {args.experiments} is not a multiple of {uneven}: their last wave is partial"
-        )
-    executors = ["local"]
-    ray_note = ""
-    if args.no_ray:
-        ray_note = "ray: left out (--no-ray)"
-    elif not ray_installed():
-        ray_note = "ray: not installed (pip install 'overnight[ray]')"
-    else:
-        executors.append("ray")
-
-    prefix = f"p{os.getpid()}-"
-    rows = [Row(task, executor) for task in args.tasks for executor in executors]
-    parallel_note = ""
-    round_trip = None
-    ceiling: float | None = None
-    cluster: RayCluster | None = None
-    cluster_pids: set[int] = set()
+        print(f"  note: {args.experiments} is not a multiple of {uneven}: a last wave is partial")
     work = Path(tempfile.mkdtemp(prefix="overnight-parallel-"))
-    nights = Nights(work)
+    bench = Bench(args, work)
+    interrupted = False
     try:
         with sigterm_as_interrupt():
-            if "ray" in executors:
-                # Logical CPUs: as many as the widest night could ask for, whatever each Ray task
-                # requests, so Ray never queues what the local executor would run at once.
-                cluster = RayCluster(cpus=max(workers) * 4, parent=work)
-                print(f"  ray: starting a local cluster at {cluster.address}", flush=True)
-                try:
-                    cluster.start()
-                except RuntimeError as fault:
-                    ray_note = f"ray: the local cluster did not start: {fault}"
-                    print(f"  {ray_note}", flush=True)
-                    executors.remove("ray")
-                    rows = [r for r in rows if r.executor != "ray"]
-                else:
-                    round_trip = cluster.noop_round_trip_ms()
-            for task_name in args.tasks:
-                task = make_task(task_name, work, args.sleep)
-                code, out = nights.run(task, f"{prefix}warm", 0, [])
-                if code != 0:
-                    print(f"  {task_name}: the warm-up night failed (exit {code}):\n{tail(out)}")
-                    for row in rows:
-                        if row.task == task_name:
-                            row.cells = {n: Cell(problem="warm-up failed") for n in workers}
-                    continue
-                for row in (r for r in rows if r.task == task_name):
-                    for n in workers:
-                        cell = row.cells[n] = Cell()
-                        if n > 1 and parallel_note:
-                            cell.problem = "not parallel"
-                            continue
-                        if row.executor == "ray" and ray_note:
-                            cell.problem = "no ray"
-                            continue
-                        flags = ["--workers", str(n)]
-                        if row.executor == "ray":
-                            assert cluster is not None
-                            flags += ["--executor", "ray", "--ray-address", cluster.address]
-                        tag = f"{prefix}{row.executor}-w{n}"
-                        started = time.monotonic()
-                        code, out = nights.run(task, tag, args.experiments, flags)
-                        if code != 0:
-                            cell.problem = f"exit {code}"
-                            print(f"  {task_name} {row.executor} {n}: exit {code}:\n{tail(out)}")
-                            if row.executor == "ray" and n == 1:
-                                ray_note = f"ray: the first night failed (exit {code})"
-                            continue
-                        night = pace(read_events(task / ".overnight" / tag))
-                        cell.night = night
-                        print(
-                            f"  {task_name} {row.executor} {n} worker(s): {night.experiments} "
-                            f"experiments in {night.span:.1f}s = {night.per_hour:,.0f}/h, "
-                            f"{night.in_flight} at once at most"
-                            + (f", {night.skipped} skipped" if night.skipped else "")
-                            + f" (night {time.monotonic() - started:.0f}s)",
-                            flush=True,
-                        )
-                        if n > 1 and night.in_flight <= 1 and night.experiments > 1:
-                            parallel_note = (
-                                f"--workers {n} ran one experiment at a time: this build of the "
-                                "loop does not run experiments in parallel yet, so only 1 worker "
-                                "is measured"
-                            )
-                            print(f"  {parallel_note}", flush=True)
-                        if row.executor == "ray" and not night.nodes:
-                            # Not Ray's numbers: the loop measured them itself.
-                            cell.night, cell.problem = None, "ran locally"
-                            ray_note = ray_note or (
-                                "ray: --executor ray ran the experiments here, not as Ray tasks "
-                                "(no run event names a Ray node): not in this build"
-                            )
-                            print(f"  {ray_note}", flush=True)
-            ceiling = engine_ceiling(max(workers))
+            bench.run()
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", flush=True)
-        return_code = 130
-    else:
-        return_code = 0
+        interrupted = True
     finally:
-        if cluster is not None:
-            cluster_pids = cluster.stop()
-        removed = remove_containers(nights.pids | cluster_pids, prefix)
-        remove_bare_containers()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        removed = bench.clean_up()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if args.keep:
             print(f"kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    if return_code:
-        return return_code
-
-    print_table(rows, workers, args.experiments, args.sleep)
-    print_verdicts(rows, workers, round_trip)
-    if ceiling is not None:
-        most = ceiling / CONTAINERS_PER_EXPERIMENT * 3600
-        print(
-            f"this engine: {max(workers)} bare containers at once (`docker run --rm "
-            f"{DEFAULT_IMAGE} true`) go at {ceiling:.1f}/s, so at {CONTAINERS_PER_EXPERIMENT} "
-            f"containers per experiment no night here passes ~{most:,.0f} experiments/h"
-        )
-    for note in (parallel_note, ray_note):
-        if note:
-            print(note)
-    print(
-        f"cleanup: ray cluster {'stopped' if cluster else 'not started'}; "
-        f"{removed} container(s) left by these nights removed"
-    )
+    if interrupted:
+        return 130
+    bench.report(removed)
     return 0
 
 
