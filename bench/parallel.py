@@ -10,18 +10,24 @@ benchmark starts on 127.0.0.1 (and stops afterwards):
 
 What is measured, per night (one task folder per task, a fresh tag per night; one night with no
 experiment first, so `python prepare.py` and first-use costs are paid before anything is timed):
-  * experiments per hour = the experiments that ran (not skipped proposals) / the wall time from
-    the baseline's decision to the last decision, from the timestamps in events.jsonl, so setup,
-    the baseline and the process's start and end are left out;
+  * experiments per hour, from the timestamps in events.jsonl (setup, the baseline and the
+    process's start and end left out; skipped proposals not counted): in the table, the results
+    after the night's first N (its first wave) over the time from the N-th result to the last,
+    what a long night keeps up; each night's line also gives the whole night's, from the
+    baseline's decision to the last decision (with Ray, the first wave waits for a worker
+    process per slot, which every night starts anew);
   * in flight: the most experiments whose containers ran at the same moment (each run event's
     end minus its train and evaluate seconds), which shows that N workers really ran N at once;
+  * start to result: the median seconds from an experiment's start to its result, beside its
+    containers' own run time (what more workers cost each experiment: the engine's time);
+  * the engine's own cost: bare `docker run --rm IMAGE true` one at a time and N at once;
   * harness time per experiment at 1 worker: the median of (gap between consecutive decisions -
     the experiment's train and evaluate seconds), everything but the containers' own run time.
     Ray's overhead per experiment (dispatch to result) is that time with Ray minus without; a
     no-op Ray task's round trip on the same cluster is printed as its floor.
 
 Usage: .venv/bin/python bench/parallel.py [--quick] [--sleep 3] [--experiments 32]
-           [--workers 1,2,4,8] [--tasks sleeping,quickstart] [--no-ray]
+           [--workers 1,2,4,8] [--tasks sleeping,quickstart] [--no-ray] [--keep]
 --quick: 8 experiments per night, workers 1, 2 and 4. Nothing is asserted; it prints a table and
 whether the goals were met. The task folders, the Ray cluster and every container the nights
 started are removed afterwards, on Ctrl-C too.
@@ -74,12 +80,20 @@ class Night:
     in_flight: int  # most experiments running at one moment
     harness_seconds: float | None  # median per experiment outside the containers' run time
     nodes: frozenset[str]  # where the runs ran ("where" in run events; empty: locally)
-    turnaround: float | None = None  # mean seconds from an experiment's start to its result
-    inside: float | None = None  # of which its containers ran (mean train + evaluate seconds)
+    # Experiments per hour after the night's first wave (its first N results): what a long night
+    # keeps up, without what each night pays once (Ray starts a worker process per slot).
+    steady: float | None = None
+    turnaround: float | None = None  # median seconds from an experiment's start to its result
+    inside: float | None = None  # of which its containers ran (median train + evaluate seconds)
 
     @property
     def per_hour(self) -> float:
         return self.experiments / self.span * 3600 if self.span > 0 else math.nan
+
+    @property
+    def hourly(self) -> float:
+        """The steady pace when the night was long enough to have one, else the whole night's."""
+        return self.steady if self.steady is not None else self.per_hour
 
 
 @dataclass
@@ -100,7 +114,7 @@ def read_events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def pace(events: list[dict]) -> Night:
+def pace(events: list[dict], first_wave: int = 1) -> Night:
     decisions = [e for e in events if e.get("event") == "decision"]
     baseline = [float(e["ts"]) for e in decisions if int(e["experiment"]) == 0]
     later = [e for e in decisions if int(e["experiment"]) > 0]
@@ -115,8 +129,16 @@ def pace(events: list[dict]) -> Night:
         in_flight=_most_at_once([_interval(e) for e in runs]),
         harness_seconds=_harness_seconds(later, runs, start),
         nodes=frozenset(str(e["where"]) for e in runs if e.get("where")),
+        steady=_steady(sorted(float(e["ts"]) for e in ran), first_wave),
         **_turnaround(events, runs),
     )
+
+
+def _steady(ends: list[float], first_wave: int) -> float | None:
+    """Results per hour from the first wave's last result to the night's last one."""
+    if len(ends) <= first_wave or ends[-1] <= ends[first_wave - 1]:
+        return None
+    return (len(ends) - first_wave) / (ends[-1] - ends[first_wave - 1]) * 3600
 
 
 def _turnaround(events: list[dict], runs: list[dict]) -> dict[str, float]:
@@ -135,7 +157,7 @@ def _turnaround(events: list[dict], runs: list[dict]) -> dict[str, float]:
         return {}
     ends = [float(r["ts"]) - starts[int(r["experiment"])] for r in first]
     inside = [_interval(r)[1] - _interval(r)[0] for r in first]
-    return {"turnaround": statistics.mean(ends), "inside": statistics.mean(inside)}
+    return {"turnaround": statistics.median(ends), "inside": statistics.median(inside)}
 
 
 def _interval(run: dict) -> tuple[float, float]:
@@ -442,21 +464,22 @@ def ray_installed() -> bool:
 def format_cell(cell: Cell, base: Cell, workers: int) -> str:
     if cell.night is None:
         return cell.problem or "-"
-    rate = cell.night.per_hour
+    rate = cell.night.hourly
     shown = f"{rate:,.0f}/h"
-    if base.night is not None and base.night.per_hour > 0:
-        shown += f" {rate / base.night.per_hour:5.2f}x"
+    if base.night is not None and base.night.hourly > 0:
+        shown += f" {rate / base.night.hourly:5.2f}x"
     if cell.night.in_flight < workers:
         shown += f" [{cell.night.in_flight} at once]"
     return shown
 
 
 def print_table(rows: list[Row], workers: list[int], experiments: int, sleep: float) -> None:
-    width = 26
+    width = 29
     print()
     print(
         f"experiments per hour and the ratio to 1 worker; {experiments} experiments per night, "
-        f"the sleeping task sleeps {sleep:g}s"
+        f"the sleeping task sleeps {sleep:g}s; counted after each night's first N results "
+        "(what a long night keeps up)"
     )
     header = f"{'task':<11}{'executor':<9}" + "".join(
         f"{f'{n} worker' + ('s' if n > 1 else ''):>{width}}" for n in workers
@@ -486,7 +509,7 @@ def print_table(rows: list[Row], workers: list[int], experiments: int, sleep: fl
 
 def rate(row: Row | None, workers: int) -> float | None:
     cell = row.cells.get(workers) if row else None
-    return cell.night.per_hour if cell and cell.night else None
+    return cell.night.hourly if cell and cell.night else None
 
 
 def print_verdicts(rows: list[Row], workers: list[int], round_trip: float | None) -> None:
@@ -650,10 +673,12 @@ class Bench:
             if row.executor == "ray" and workers == 1:
                 self.say_ray(f"ray: the first night through Ray failed (exit {code})")
             return Cell(problem=f"exit {code}")
-        night = pace(read_events(task / ".overnight" / tag))
+        night = pace(read_events(task / ".overnight" / tag), first_wave=workers)
         print(
             f"  {label}: {night.experiments} experiments in {night.span:.1f}s = "
-            f"{night.per_hour:,.0f}/h, {night.in_flight} at once at most"
+            f"{night.per_hour:,.0f}/h"
+            + (f" ({night.steady:,.0f}/h after the first {workers})" if night.steady else "")
+            + f", {night.in_flight} at once at most"
             + (f", {night.skipped} skipped" if night.skipped else "")
             + f" (night {time.monotonic() - started:.0f}s)",
             flush=True,

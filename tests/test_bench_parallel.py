@@ -75,4 +75,7 @@ def test_the_pace_counts_experiments_after_the_baseline_and_how_many_ran_at_once
     assert night.span == pytest.approx(10.0)
     assert night.per_hour == pytest.approx(3 / 10 * 3600)
     assert night.in_flight == 2
+    assert night.steady == pytest.approx(2 / (110.0 - 104.5) * 3600)  # after the first result
+    assert bench.pace(log, first_wave=2).steady == pytest.approx(1 / (110.0 - 105.5) * 3600)
+    assert bench.pace(log, first_wave=3).steady is None  # no result after the first wave
     assert night.nodes == frozenset()
