@@ -85,6 +85,7 @@ class SandboxConfig(Strict):
         if isinstance(value, list):
             return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
+
     setup_network: str = Field(
         "bridge",
         description='Docker network of `python prepare.py` (downloads): "bridge" (the engine\'s '
