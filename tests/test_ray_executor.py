@@ -30,7 +30,8 @@ from harness.overrides import Overrides
 from harness.seams import RunStatus, Verdict
 from harness.setup_archive import Archive, pack, unpack
 from harness.task import load_task
-from sandbox.labels import LABEL, LABEL_PID, LABEL_RUN
+from sandbox.image import DEFAULT_IMAGE
+from sandbox.labels import LABEL, LABEL_PID, LABEL_RUN, alive
 
 RAY = Path(sys.executable).with_name("ray")
 HEAD_IP, SECOND_IP = "127.0.0.2", "127.0.0.3"  # loopback; ray turns 127.0.0.1 into eth0's address
@@ -195,6 +196,18 @@ def cluster():
     finally:
         local.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def replace_value(old: str, new: str) -> dict:
+    return {"command": "str_replace", "old_str": f'write("{old}")', "new_str": f'write("{new}")'}
+
+
+def committed_repo_again(folder: Path) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qam", "sleep"],
+        cwd=folder,
+        check=True,
+    )
 
 
 def value_task(tmp_path: Path) -> Path:
@@ -371,44 +384,84 @@ def test_two_measurements_at_once_run_on_the_two_nodes_and_a_later_nights_cleanu
     assert run_containers(docker_client, measurer.run_id) == []
 
 
-def test_a_node_killed_mid_experiment_costs_a_rerun_elsewhere_not_a_crash(
-    head, cluster, docker_client
-):
-    from harness.ray_executor import RayMeasurer
-
-    cluster.ensure_second()
-    measurer = RayMeasurer(head, "kill")
+def worker_of(container) -> str:
+    """Which of our nodes runs the Ray worker that owns a container: its cache folder says."""
     try:
-        measurements, errors, threads = measure_in_threads(
-            measurer, [train(1.0, sleep=5), train(2.0, sleep=5)]
-        )
-        trainings = lambda: [  # noqa: E731
-            c
-            for c in run_containers(docker_client, measurer.run_id)
-            if c.labels.get("org.overnight.purpose") == "train"
-        ]
-        wait_until(lambda: len(trainings()) == 2, 60, "both trainings running")
-        killed_at = time.monotonic()
+        environ = Path(f"/proc/{container.labels[LABEL_PID]}/environ").read_bytes()
+    except OSError:
+        return ""
+    return next((n for n in ("head", "second") if f"/cache-{n}\0".encode() in environ), "")
+
+
+def test_a_node_killed_mid_experiment_costs_a_rerun_elsewhere_not_a_crash(
+    tmp_path, cluster, docker_client
+):
+    cluster.ensure_second()
+    task = value_task(tmp_path)
+    (task / "train.py").write_text(train(5.0, sleep=4))
+    committed_repo_again(task)
+    script = write_script(
+        tmp_path / "script.jsonl",
+        [
+            {"description": f"value {new}", "calls": [replace_value(old, new)]}
+            for old, new in (("5.0", "3.0"), ("3.0", "4.0"), ("3.0", "2.0"))
+        ],
+    )
+    log = (tmp_path / "night.log").open("wb")
+    night = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", "kill",
+         "--provider", "replay", "--script", str(script),
+         "--executor", "ray", "--ray-address", cluster.address],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def on_second() -> list:
+            return [
+                c
+                for c in docker_client.containers.list(
+                    ignore_removed=True, filters={"label": [LABEL]}
+                )
+                if c.labels.get(LABEL_RUN, "").startswith("kill-")
+                and c.labels.get("org.overnight.purpose") == "train"
+                and worker_of(c) == "second"
+            ]
+
+        wait_until(lambda: bool(on_second()), 120, "a training on the second node")
+        worker = int(on_second()[0].labels[LABEL_PID])
+        killed = len([e for e in events(task, "kill") if e["event"] == "run"])
         cluster.kill_second_raylet()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert errors == [None, None]
-        # Both measured, both on the head node now: the second one ran again there.
-        assert [m.metric for m in measurements] == [1.0, 2.0]
-        assert all(m.train.status is RunStatus.OK for m in measurements)
-        assert {m.where.split("/")[0] for m in measurements} == {HEAD_IP}
-        rerun_s = time.monotonic() - killed_at
-        # The dead worker's containers (its keeper lives for the experiment's lifetime) belong
-        # to a dead process now: a later night's start on this engine removes them.
-        later = make_sandbox(head.settings, f"later-{os.getpid()}", lambda _: None)
+        wait_until(lambda: not alive(worker), 30, "the second node's worker dead")
+        # What the dead worker started (its keeper lives as long as the experiment might) is
+        # removed by a later night's start on this engine; the night's live containers are not.
+        later = make_sandbox(
+            resolve_settings(load_task(task)), f"later-{os.getpid()}", lambda _: None
+        )
         later.open()
-        later.prepare(head.image)
+        later.prepare(DEFAULT_IMAGE)
         later.close()
-        assert run_containers(docker_client, measurer.run_id) == []
-        print(f"node killed: both measured {rerun_s:.1f}s after the kill")
+        owned = docker_client.containers.list(
+            all=True, ignore_removed=True, filters={"label": [f"{LABEL_PID}={worker}"]}
+        )
+        assert owned == []
+        assert night.wait(timeout=180) == 0, (tmp_path / "night.log").read_text()[-3000:]
     finally:
-        measurer.close()
+        if night.poll() is None:
+            night.kill()
         cluster.ensure_second()
+    rows = results(task, "kill")
+    statuses = [(r.description.split(" [")[0], r.status) for r in rows]
+    assert statuses == [
+        ("baseline", Verdict.KEEP),
+        ("value 3.0", Verdict.KEEP),
+        ("value 4.0", Verdict.DISCARD),
+        ("value 2.0", Verdict.KEEP),
+    ]
+    runs = [e for e in events(task, "kill") if e["event"] == "run"]
+    assert len(runs) == 4  # the killed attempt ran again inside its measurement: one run each
+    assert runs[killed]["where"].startswith(f"{HEAD_IP}/")  # the killed one, measured again
+    left = docker_client.containers.list(all=True, ignore_removed=True, filters={"label": [LABEL]})
+    assert [c.name for c in left if c.labels.get(LABEL_RUN, "").startswith("kill-")] == []
 
 
 def test_close_while_measurements_run_cancels_them_and_leaves_no_container(
