@@ -20,9 +20,13 @@ class Budget:
     deadline_flag: str = ""
     max_consecutive_crashes: int | None = None
 
-    def exhausted(self, rows: list[ExperimentRecord], now: float) -> str | None:
-        """Why the next experiment must not start, or None."""
+    def exhausted(
+        self, rows: list[ExperimentRecord], now: float, started: int | None = None
+    ) -> str | None:
+        """Why the next experiment must not start, or None. `started`: how many experiments
+        have started (default: the ledger's proposals; with --workers, the running ones too)."""
         proposals = sum(1 for r in rows if r.experiment > 0 and r.status is not Verdict.REMEASURE)
+        proposals = proposals if started is None else started
         if self.max_experiments is not None and proposals >= self.max_experiments:
             return f"reached --max-experiments {self.max_experiments}"
         if self.deadline is not None and now + expected_seconds(rows) > self.deadline:

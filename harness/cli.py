@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("task", type=Path)
     validate.add_argument("--sandbox", choices=["docker", "local"], help="check this backend")
+    validate.add_argument(
+        "--workers", type=int, metavar="N", help="check N experiments at once (limits shared)"
+    )
+    validate.add_argument("--executor", choices=["local", "ray"], help="check this executor")
 
     init = commands.add_parser(
         "init", help="write the metric, mode and timeout overnight finds into overnight.toml"
@@ -196,7 +200,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from harness.validate import validate
 
-        return validate(args.task.resolve(), out=say, overrides=Overrides(sandbox=args.sandbox))
+        overrides = Overrides(sandbox=args.sandbox, workers=args.workers, executor=args.executor)
+        return validate(args.task.resolve(), out=say, overrides=overrides)
     if args.command == "init":
         from harness.init_task import init_task
 

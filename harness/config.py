@@ -24,6 +24,7 @@ from harness.sizes import ByteSize
 from harness.strict import Strict
 from harness.task import CONFIG, PREPARE, NotLiteral, Task
 from harness.task_facts import BudgetSource
+from harness.workers import Machine, PlanError, WorkerPlan, gpu_slots, plan_workers
 
 DEFAULT_TIME_BUDGET = 300.0
 
@@ -328,6 +329,10 @@ class Settings(Strict):
     edit: EditConfig
     night: NightConfig
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    # Resolved by harness/workers.py: how many run at once, their GPU slots, and why.
+    workers: int = 1
+    gpu_slots: list[list[str]] | None = None
+    workers_note: str = ""
     confirm_runs: int = 0
     noise_runs: int = Field(1, description="Runs of the baseline; their spread is the noise.")
     min_improvement: str | None = Field(
@@ -383,6 +388,12 @@ def resolve_settings(
     agent = _agent(config.agent, overrides, task, problems)
     if problems:
         raise TaskError("\n".join(problems))
+    executor = config.executor.changed(
+        kind=overrides.executor or config.executor.kind,
+        address=overrides.ray_address or config.executor.address,
+        workers=overrides.workers or config.executor.workers,
+    )
+    plan = _workers(task, config.sandbox, executor)
     return Settings(
         metric=metric,
         direction=direction,
@@ -400,17 +411,36 @@ def resolve_settings(
         remeasure_best_every=config.remeasure_best_every,
         show_evaluator_output=config.show_evaluator_output,
         metric_digits=config.metric_digits,
-        sandbox=config.sandbox.changed(backend=overrides.sandbox or config.sandbox.backend),
+        sandbox=config.sandbox.changed(
+            backend=overrides.sandbox or config.sandbox.backend,
+            cpus=plan.cpus,
+            memory=plan.memory,
+        ),
+        workers=plan.workers,
+        gpu_slots=None if plan.slots is None else [list(slot) for slot in plan.slots],
+        workers_note=plan.note,
         agent=agent,
         edit=config.edit,
         night=config.night,
-        executor=config.executor.changed(
-            kind=overrides.executor or config.executor.kind,
-            address=overrides.ray_address or config.executor.address,
-            workers=overrides.workers or config.executor.workers,
-        ),
+        executor=executor,
         image_build=config.image,
     )
+
+
+def _workers(task: Task, sandbox: SandboxConfig, executor: ExecutorConfig) -> WorkerPlan:
+    """N workers, their GPU slots, and each container's share of the machine."""
+    try:
+        slots = gpu_slots(sandbox.gpus, sandbox.gpus_per_experiment)
+        return plan_workers(
+            executor.workers,
+            slots,
+            sandbox.cpus,
+            sandbox.memory,
+            frozenset(sandbox.model_fields_set),
+            None if executor.kind == "ray" else Machine.this(),
+        )
+    except PlanError as err:
+        raise TaskError(f"{task.root / CONFIG}: {err}") from None
 
 
 def _declared(

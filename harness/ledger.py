@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,12 @@ def _drop_torn_tail(path: Path) -> None:
             os.fsync(handle.fileno())
 
 
+_APPENDING = threading.Lock()  # experiments measured in parallel threads log events at once
+
+
 def _append(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
+    with _APPENDING, open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

@@ -40,9 +40,11 @@ from harness.seams import (
     Agent,
     Direction,
     ExperimentRecord,
+    Proposal,
     ProposalContext,
     Repairer,
     RepairRequest,
+    RunningExperiment,
     RunStatus,
     Stop,
     StopNight,
@@ -63,6 +65,18 @@ class _Candidate:
     editor: TrainEditor
     commit: str
     description: str
+
+
+@dataclass
+class AskedRepair:
+    """What the agent answered when shown a crash: its proposal (None: it could not go on)."""
+
+    number: int
+    source: str  # the crashed train.py
+    proposal: Proposal | None
+    editor: TrainEditor
+    started: float
+    deadline: float
 
 
 class DiskFull(InfrastructureFault):
@@ -287,9 +301,14 @@ class Night:
 
     def _run_again(self, number: int, source: str, index: int, description: str) -> None:
         """One more run of a kept train.py: a `remeasure` row, never a candidate, no cost."""
-        commit = self.best_commit or self.worktree.head()
         measurement = self._pausing(lambda: self._measure(number, source, remeasure=index))
         crashpoint("remeasured")
+        self._record_remeasure(number, index, description, measurement)
+
+    def _record_remeasure(
+        self, number: int, index: int, description: str, measurement: Measurement
+    ) -> None:
+        commit = self.best_commit or self.worktree.head()
         if measurement.train.status is not RunStatus.OK or measurement.metric is None:
             failed = decide(measurement.train.status, measurement.metric, None, self.direction)
             description += f" [{failed.value}, not counted" + (
@@ -448,50 +467,62 @@ class Night:
     def _repair(self, number: int, candidate: _Candidate, attempt: int) -> bool:
         """Show the crash to the agent in the conversation that proposed it; if it fixes the
         candidate, the fix takes its place (same tool, scope and sandbox). False: not repaired."""
-        assert isinstance(self.agent, Repairer)
         self.view.phase(number, "repairing")
-        started = time.monotonic()
-        deadline = started + self.settings.agent.proposal_timeout
-        source = candidate.editor.source
-        editor = self._editor(source, deadline)
-        tail = _last_lines(run_files.read_output(self.run_dir, number), 60)[-REPAIR_TAIL_CHARS:]
-        spent = sum(r.cost_usd for r in self.rows)
-        proposal = self.agent.repair(RepairRequest(number, "crash", tail, spent, deadline), editor)
-        if proposal is not None:
-            self.usage += proposal.usage
-            run_files.write_transcript(self.run_dir, number, proposal, editor)
-        problem = (
-            "the agent could not continue its conversation"
-            if proposal is None
-            else "proposal_timeout reached"
-            if time.monotonic() > deadline
-            else proposal.ended or proposal.not_run or _unrunnable(source, editor.source)
-        )
-        self.run_dir.event(
-            "repair",
-            experiment=number,
-            attempt=attempt,
-            seconds=round(time.monotonic() - started, 3),
-            outcome=problem or "repaired",
-            calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
-            usage=asdict(proposal.usage) if proposal else None,
-        )
-        if problem:
+        asked = self._ask_repair(number, candidate.editor.source)
+        if self._repair_problem(asked, attempt):
             return False
         run_files.set_aside_crashed(self.run_dir, number, attempt)
         self.worktree.keep_ref(candidate.commit, number, kind=f"crashed/{attempt}")
         self.worktree.reset_to(self.best_commit)
         candidate.commit = self.worktree.commit_candidate(
-            editor.source, f"{candidate.description} [repair {attempt}]"
+            asked.editor.source, f"{candidate.description} [repair {attempt}]"
         )
-        candidate.editor = editor
+        candidate.editor = asked.editor
         crashpoint("repair committed")
         self.run_dir.write_artifact(
             number, "diff.patch", self.worktree.diff(self.best_commit, candidate.commit)
         )
         return True
 
-    def _context(self, number: int, source: str) -> ProposalContext:
+    def _ask_repair(self, number: int, source: str) -> AskedRepair:
+        """The agent's fix of a crashed `source` (the crash's output tail is shown to it). Only
+        reads the run folder, so a worker thread may call it while the loop goes on."""
+        assert isinstance(self.agent, Repairer)
+        started = time.monotonic()
+        deadline = started + self.settings.agent.proposal_timeout
+        editor = self._editor(source, deadline)
+        tail = _last_lines(run_files.read_output(self.run_dir, number), 60)[-REPAIR_TAIL_CHARS:]
+        spent = sum(r.cost_usd for r in self.rows)
+        proposal = self.agent.repair(RepairRequest(number, "crash", tail, spent, deadline), editor)
+        return AskedRepair(number, source, proposal, editor, started, deadline)
+
+    def _repair_problem(self, asked: AskedRepair, attempt: int) -> str:
+        """Log the repair; why it cannot run ("" when the fix is runnable)."""
+        proposal, editor = asked.proposal, asked.editor
+        if proposal is not None:
+            self.usage += proposal.usage
+            run_files.write_transcript(self.run_dir, asked.number, proposal, editor)
+        problem = (
+            "the agent could not continue its conversation"
+            if proposal is None
+            else "proposal_timeout reached"
+            if time.monotonic() > asked.deadline
+            else proposal.ended or proposal.not_run or _unrunnable(asked.source, editor.source)
+        )
+        self.run_dir.event(
+            "repair",
+            experiment=asked.number,
+            attempt=attempt,
+            seconds=round(time.monotonic() - asked.started, 3),
+            outcome=problem or "repaired",
+            calls=[untrusted.logged(o.call.input) for o in editor.outcomes],
+            usage=asdict(proposal.usage) if proposal else None,
+        )
+        return problem
+
+    def _context(
+        self, number: int, source: str, running: tuple[RunningExperiment, ...] = ()
+    ) -> ProposalContext:
         best = self.best
         threshold = self.settings.threshold()
         return ProposalContext(
@@ -516,6 +547,7 @@ class Night:
             numbers=agent_context.numbers(self.run_dir),
             diffs=agent_context.diffs(self.run_dir, self.rows),
             notes=agent_context.read_notes(self.run_dir),
+            running=running,
         )
 
     def _confirm(
@@ -537,7 +569,12 @@ class Night:
         return combine_runs(runs, metric, note), verdict
 
     def _measure(
-        self, number: int, source: str, confirmation: int = 0, remeasure: int = 0
+        self,
+        number: int,
+        source: str,
+        confirmation: int = 0,
+        remeasure: int = 0,
+        devices: tuple[str, ...] | None = None,
     ) -> Measurement:
         """Train and score once. The agent's output file gets the training's output and the
         harness's own words on the evaluation; the evaluator's output, which may quote the
@@ -545,7 +582,10 @@ class Night:
         returned metric is rounded to metric_digits; events.jsonl keeps the full value."""
         phase = "confirming" if confirmation else "remeasuring" if remeasure else "training"
         self.view.phase(number, phase, self.settings.timeout)
-        measurement = self.measurer.measure(source, self.run_dir.scratch_dir(number))
+        scratch = self.run_dir.scratch_dir(number)
+        if confirmation or remeasure:  # a remeasure of #3 may overlap #3's own confirmation
+            scratch = scratch.with_name(f"{scratch.name}-{confirmation}-{remeasure}")
+        measurement = self.measurer.measure(source, scratch, devices)
         shown = round_metric(measurement.metric, self.settings.metric_digits)
         suffix = (
             f"-confirm-{confirmation}"
@@ -588,7 +628,13 @@ class Night:
         return replace(measurement, metric=shown, metrics=metrics)  # a metric inferred: rounded too
 
     def _record(
-        self, number: int, commit: str, measurement: Measurement, verdict: Verdict, description: str
+        self,
+        number: int,
+        commit: str,
+        measurement: Measurement,
+        verdict: Verdict,
+        description: str,
+        **details: Any,
     ) -> None:
         evaluation = measurement.evaluation.wall_s if measurement.evaluation else 0.0
         row = ExperimentRecord(
@@ -601,7 +647,9 @@ class Night:
             memory_gb=measurement.train.peak_memory_bytes / 1024**3,
             cost_usd=self.usage.cost_usd,
         )
-        self._append(row, commit=commit, metric=measurement.metric, best_commit=self.best_commit)
+        self._append(
+            row, commit=commit, metric=measurement.metric, best_commit=self.best_commit, **details
+        )
 
     def _skip(self, number: int, description: str, problem: str) -> None:
         row = ExperimentRecord(

@@ -26,6 +26,7 @@ from harness.live import View
 from harness.loop import Night
 from harness.noise import current_best
 from harness.overrides import Overrides
+from harness.parallel import ParallelNight, has_unfinished
 from harness.pauses import with_pauses
 from harness.report import Refresher, at_the_end
 from harness.runstate import RunLock, atomic_write, read_state, write_state
@@ -133,18 +134,9 @@ def _run(
         from harness.ray_executor import RayMeasurer
 
         measurer = RayMeasurer(experimenter, run_dir.tag, say=view.message)
-    night = Night(
-        task,
-        settings,
-        agent,
-        experimenter,
-        worktree,
-        run_dir,
-        view,
-        budget,
-        save,
-        measurer=measurer,
-    )
+    kind = ParallelNight if settings.workers > 1 or has_unfinished(run_dir) else Night
+    parts = (task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
+    night = kind(*parts, measurer=measurer)
     if report_every:
         night.on_record = Refresher(run_dir.root, report_every, view.log, view.message)
     try:
@@ -290,6 +282,8 @@ def _announce(settings: Settings, view: View) -> None:
             "metric: not declared; it will be chosen from what the baseline prints, with "
             "program.md (set metric and direction in overnight.toml to choose it yourself)"
         )
+    if settings.workers > 1:
+        view.message(f"workers: {settings.workers_note}")
     scoring = "protected" if settings.protected else "inline (UNPROTECTED)"
     view.message(f"scoring: {scoring}, because {settings.mode_reason}")
     if settings.time_budget_note:

@@ -144,10 +144,21 @@ def _outside(axes: Any, rows: Any, low: float, high: float) -> None:
             )
 
 
+def _decided_at(data: NightData, kept: list[Any]) -> list[int]:
+    """Where each keep became the best along the axis: the highest experiment number decided by
+    then. One worker decides in number order, so that is the keep's own number; with --workers
+    N a keep of #3 decided after #5 starts its step at 5, so the line never runs backwards."""
+    highest, at = 0, {}
+    for row in data.rows:
+        highest = max(highest, row.experiment)
+        at[id(row)] = highest
+    return [at.get(id(row), row.experiment) for row in kept]
+
+
 def _running_best(axes: Any, data: NightData, kept: Any, last: int) -> None:
     if not kept:
         return
-    xs = [r.experiment for r in kept] + [last]
+    xs = [*_decided_at(data, kept), last]
     ys = [r.metric for r in kept] + [kept[-1].metric]
     axes.step(
         xs, ys, where="post", color=KEPT_COLOUR, linewidth=2, alpha=0.8, zorder=3,

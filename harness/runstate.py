@@ -86,6 +86,8 @@ def describe(root: Path) -> dict[str, Any]:
     if not alive and name in ("running", "paused"):
         name = "dead"
     report: dict[str, Any] = {"alive": alive, "state": name}
+    if name == "running" and state.get("running"):
+        report["running"] = state["running"]  # --workers N: the experiments being measured
     if name in ("paused", "finished", "stopped"):
         report["reason"] = state.get("reason", "")
     if name == "dead":

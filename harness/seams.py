@@ -175,6 +175,15 @@ class ExperimentRecord:
 
 
 @dataclass(frozen=True)
+class RunningExperiment:
+    """An experiment still being measured while another is proposed (--workers > 1)."""
+
+    experiment: int
+    description: str
+    proposed_from: int  # the number of the best it was proposed from
+
+
+@dataclass(frozen=True)
 class ProposalContext:
     """Everything an agent may know when it proposes the next experiment."""
 
@@ -210,6 +219,8 @@ class ProposalContext:
     # How much better than the best a keep must be (0: strictly better), and the setting's text.
     margin: float = 0.0
     min_improvement: str = ""
+    # The experiments running while this one is proposed: not to be proposed again.
+    running: tuple[RunningExperiment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,8 @@ def format_status(report: dict[str, Any]) -> str:
             f"best: {_value(best['metric'])}{mean} at experiment {best['experiment']} "
             f"({best['commit']}): {best['description']}"
         )
+    if report.get("running"):
+        lines.append("running now: " + ", ".join(f"#{n}" for n in report["running"]))
     tokens = report["tokens"]
     if tokens["calls"]:
         lines.append(

@@ -65,6 +65,13 @@ def validate(task_dir: Path, out: Any = print, overrides: Overrides | None = Non
         f"pids {settings.sandbox.pids}, /tmp {settings.sandbox.tmpfs}, "
         f"output directory {settings.sandbox.output_dir_size}"
     )
+    out(f"workers: {settings.workers_note}")
+    if settings.executor.kind == "ray":
+        out(
+            f"executor: ray at {settings.executor.address}: each experiment is a Ray task on a "
+            "node with its CPUs/GPUs free, run on that node's Docker engine (each node needs "
+            "Docker, the image and overnight[ray])"
+        )
     out(f"agent: {_agent_line(settings.agent)}")
     out(f"evaluator output: {_evaluator_output_line(settings)}")
     if settings.metric_digits is not None:

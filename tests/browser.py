@@ -9,10 +9,12 @@ test can assert that none left the file. The browser comes from PATH; it is neve
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -65,6 +67,7 @@ class _Pipe:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its renderers and crash handler go with it at close
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -114,8 +117,21 @@ class _Pipe:
     def close(self) -> None:
         for fd in (self._to_browser, self._from_browser):
             os.close(fd)
-        self.process.kill()
+        # The whole group: a renderer still writing into the profile made its removal fail.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def visit(url: str, probe: str, width: int = 1600, height: int = 1400) -> Visit:

@@ -52,6 +52,9 @@ EDIT = ToolSpec(
 )
 
 
+_KEPT_CONVERSATIONS = 32  # more than any worker count runs at once
+
+
 class LLMAgent:
     def __init__(
         self,
@@ -64,7 +67,9 @@ class LLMAgent:
         self.config = config
         self.prices = prices
         self.log = log
-        self._last: _Conversation | None = None  # the latest proposal's, for a repair
+        # The latest proposals' conversations by experiment, for a repair (with --workers N,
+        # several candidates are out at once and each repair continues its own).
+        self._talks: dict[int, _Conversation] = {}
 
     def propose(self, context: ProposalContext, editor: Editor) -> Proposal:
         spent = sum(r.cost_usd for r in context.history)  # this tag's, from the ledger
@@ -88,7 +93,7 @@ class LLMAgent:
     def repair(self, request: RepairRequest, editor: Editor) -> Proposal | None:
         """Continue the proposal's conversation with the crash's output, so the model can fix
         its own mistake; None when that conversation cannot go on (it ended at a limit)."""
-        talk = self._last
+        talk = self._talks.get(request.experiment)
         if talk is None or talk.ended:
             return None
         talk.deadline = request.deadline
@@ -99,7 +104,11 @@ class LLMAgent:
 
     def _attempt(self, context: ProposalContext, editor: Editor, spent: float) -> Proposal:
         """One conversation, until the model replies without a tool call or a limit ends it."""
-        talk = self._last = _Conversation(self._prompt(context), context.deadline)
+        talk = self._talks[context.experiment] = _Conversation(
+            self._prompt(context), context.deadline
+        )
+        while len(self._talks) > _KEPT_CONVERSATIONS:
+            del self._talks[min(self._talks)]
         return self._converse(talk, editor, spent, context.experiment)
 
     def _converse(

@@ -74,6 +74,12 @@ class MutateAgent:
                 "leaves alone; add constants for the knobs to tune, or use a model agent"
             )
         tried, score = _learn(context.history)
+        for running in context.running:  # being measured now: not proposed a second time
+            for name, _old, new in _MOVE.findall(running.description):
+                try:
+                    tried.add((name, _key(float(new))))
+                except ValueError:
+                    continue
         count = 2 if len(constants) > 1 and self.max_constants > 1 and rng.random() < 0.3 else 1
         moves: list[Move] = []
         for constant in _ranked(constants, score, rng):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from string import Template
 
+from harness import untrusted
 from harness.noise import baseline_runs, proposals
 from harness.seams import Direction, ExperimentRecord, ProposalContext, Verdict
 
@@ -113,7 +114,9 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
     output of the latest failures."""
     rows = proposals(context.history)
     if not rows:
-        return "\n".join(["No experiments yet besides the baseline.", *_noise(context)])
+        return "\n".join(
+            ["No experiments yet besides the baseline.", *_noise(context), *_running(context)]
+        )
     baseline = next((r for r in reversed(context.history) if r.experiment == 0), None)
     counts = Counter(r.status.value for r in rows)
     lines = [
@@ -155,7 +158,21 @@ def history(context: ProposalContext, shape: _Shape = _Shape()) -> str:
     lines += [_row(r, context) for r in recent]
     lines += _tried(context, rows, shape)
     lines += _tails(context, rows, shape)
+    lines += _running(context)
     return "\n".join(lines)
+
+
+def _running(context: ProposalContext) -> list[str]:
+    """What other workers measure right now, so the model does not propose it again."""
+    if not context.running:
+        return []
+    lines = ["", "Running now on other workers (their results are not in yet; do not repeat them):"]
+    lines += [
+        f"- #{r.experiment}, proposed from #{r.proposed_from}: "
+        + untrusted.one_line(r.description, 200)
+        for r in context.running
+    ]
+    return lines
 
 
 def _noise(context: ProposalContext) -> list[str]:
