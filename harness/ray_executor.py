@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import signal
 import socket
 import statistics
 import threading
@@ -153,9 +154,14 @@ class RayMeasurer:
             self._running.add(ref)
         try:
             outcome = self._wait(ref, ray)
-        finally:
-            with self._lock:
-                self._running.discard(ref)
+        except BaseException:
+            # A fault, or an abort (KeyboardInterrupt): end the task by force, and leave it
+            # for `close` to wait for before it removes the run's containers.
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+            raise
+        with self._lock:
+            self._running.discard(ref)
         for line in outcome.messages:
             self.say(f"{_short(outcome.where)}: {line}")
         if outcome.fault:
@@ -225,6 +231,8 @@ class RayMeasurer:
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
             return
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
         try:
             _answers(self.address)  # ray.init itself retries an absent cluster for minutes
             ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
@@ -233,6 +241,9 @@ class RayMeasurer:
                 f"cannot reach the Ray cluster at {self.address!r} ({_first_line(err)}): start "
                 "it (`ray start --head`), or set executor.address / --ray-address"
             ) from err
+        finally:
+            if sigterm is not None:  # ray.init makes SIGTERM exit at once: the night's stays
+                signal.signal(signal.SIGTERM, sigterm)
         self._connected = True
 
     def _check_fits(self, ray: Any) -> int:

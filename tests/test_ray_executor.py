@@ -315,26 +315,26 @@ def test_a_night_with_executor_ray_keeps_a_better_train_py_measured_on_both_node
     started = time.monotonic()
     code, out = run_cli(
         "run", str(task), "--tag", "ray1", "--provider", "replay", "--script", str(script),
-        "--executor", "ray", "--ray-address", cluster.address, capsys=capsys,
+        "--executor", "ray", "--ray-address", cluster.address, "--workers", "2", capsys=capsys,
     )  # fmt: skip
     took = time.monotonic() - started
     assert code == 0, out
     assert "node(s) can run an experiment (1 CPUs, 0 GPUs each)" in out
     rows = results(task, "ray1")
-    statuses = [(r.description.split(" [")[0], r.status) for r in rows]
-    assert statuses[:3] == [
-        ("baseline", Verdict.KEEP),
-        ("more epochs", Verdict.KEEP),
-        ("a tiny hidden layer", Verdict.DISCARD),
-    ]
-    assert rows[1].metric < rows[0].metric
+    status = {r.description.split(" [")[0]: r for r in rows}
+    assert len(rows) == 4 and status["baseline"].status is Verdict.KEEP
+    assert status["more epochs"].status is Verdict.KEEP
+    assert status["more epochs"].metric < status["baseline"].metric
+    assert status["a tiny hidden layer"].status is Verdict.DISCARD
     assert not any(r.status is Verdict.CRASH for r in rows)
-    # Every measurement says where it ran, and both nodes ran some: SPREAD takes turns.
+    # Every measurement says where it ran, and both nodes ran some (one CPU each, two at once).
     where = [e["where"] for e in events(task, "ray1") if e["event"] == "run"]
     assert len(where) == len(rows) and all(
         w.startswith(("127.0.0.2/", "127.0.0.3/")) for w in where
     )
     assert {w.split("/")[0] for w in where} == {HEAD_IP, SECOND_IP}
+    started_with = [len(e["running"]) for e in events(task, "ray1") if e["event"] == "started"]
+    assert max(started_with) == 2
     # Each node unpacked the setup into its own cache: nothing went through a shared folder.
     for name in ("head", "second"):
         unpacked = list((cluster.cache(name) / "setups").glob("setup-*"))
@@ -490,6 +490,46 @@ def test_close_while_measurements_run_cancels_them_and_leaves_no_container(
     assert measurer.removed >= 4  # two trainings and their keepers, on the nodes' engine
     assert closing_s < 30
     assert not list((cluster.cache("head") / "scratch").glob(f"{measurer.run_id}*"))
+
+
+def test_a_night_on_ray_stops_on_sigterm_like_any_night_and_an_abort_leaves_no_container(
+    tmp_path, cluster, docker_client
+):
+    cluster.ensure_second()
+    task = value_task(tmp_path)
+    (task / "train.py").write_text(train(5.0, sleep=90))
+    committed_repo_again(task)
+
+    def night(tag: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", "run", str(task), "--tag", tag,
+             "--executor", "ray", "--ray-address", cluster.address, "--timeout", "120"],
+            stdout=(tmp_path / f"{tag}.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def trainings(tag: str) -> list:
+        return [
+            c
+            for c in docker_client.containers.list(ignore_removed=True, filters={"label": [LABEL]})
+            if c.labels.get(LABEL_RUN, "").startswith(f"{tag}-")
+            and c.labels.get("org.overnight.purpose") == "train"
+        ]
+
+    aborted = night("abort")
+    try:
+        wait_until(lambda: bool(trainings("abort")), 120, "the baseline training on a node")
+        aborted.send_signal(signal.SIGTERM)  # the first: finish the experiment, then stop
+        time.sleep(2)
+        assert aborted.poll() is None, (tmp_path / "abort.log").read_text()[-2000:]
+        aborted.send_signal(signal.SIGTERM)  # the second: abort now
+        assert aborted.wait(timeout=60) != 0
+    finally:
+        if aborted.poll() is None:
+            aborted.kill()
+    log = (tmp_path / "abort.log").read_text()
+    assert "SIGTERM: finishing the current experiment" in log
+    left = docker_client.containers.list(all=True, ignore_removed=True, filters={"label": [LABEL]})
+    assert [c.name for c in left if c.labels.get(LABEL_RUN, "").startswith("abort-")] == []
 
 
 def test_an_image_missing_on_a_node_is_a_fault_that_names_it_and_the_build_command(head, cluster):
