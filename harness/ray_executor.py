@@ -109,6 +109,11 @@ class RayMeasurer:
         self.experimenter = experimenter
         self.settings = experimenter.settings
         self.address = self.settings.executor.address
+        if self.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            raise TaskError(
+                f"executor.address {self.address!r} goes through Ray Client, which needs "
+                "pip install 'ray[client]' (or give the cluster's host:port)"
+            )
         # Its own on every node: two heads whose tag and pid agree never touch each other's.
         self.run_id = f"{run_id}-{secrets.token_hex(3)}"
         self.say = say
@@ -206,27 +211,39 @@ class RayMeasurer:
             if self._closed:
                 raise InfrastructureFault(CLOSED)
             if self._task is None or self._setup is None:
-                import ray
-
-                self._connect(ray)
-                nodes = self._check_fits(ray)
-                started = time.monotonic()
-                self._setup = pack(self.experimenter.setup_dir, ray.put)
-                cpus, gpus = self.resources
-                self.say(
-                    f"ray: {nodes} node(s) can run an experiment ({cpus:g} CPUs, {gpus} GPUs "
-                    f"each); the setup ({self._setup.size / 2**20:.1f} MiB) is in the object "
-                    f"store ({time.monotonic() - started:.1f}s)"
-                )
-                self._task = ray.remote(measure_on_node).options(
-                    num_cpus=cpus,
-                    num_gpus=gpus,
-                    max_retries=MAX_RETRIES,
-                    retry_exceptions=False,
-                    scheduling_strategy="SPREAD",  # each experiment a node's engine to itself
-                    name="overnight-measure",
-                )
+                try:
+                    self._start()
+                except Exception as err:
+                    if self._closed:  # `close` disconnected meanwhile
+                        raise InfrastructureFault(CLOSED) from err
+                    raise
+            assert self._task is not None and self._setup is not None
             return self._task, self._setup
+
+    def _start(self) -> None:
+        """Connect, check that some node can run an experiment, and ship the setup."""
+        import ray
+
+        if not (self.experimenter.setup_dir / "done").exists():
+            raise RuntimeError("the setup must run on the head before the first measurement")
+        self._connect(ray)
+        nodes = self._check_fits(ray)
+        started = time.monotonic()
+        self._setup = pack(self.experimenter.setup_dir, ray.put)
+        cpus, gpus = self.resources
+        self.say(
+            f"ray: {nodes} node(s) can run an experiment ({cpus:g} CPUs, {gpus} GPUs each); "
+            f"the setup ({self._setup.size / 2**20:.1f} MiB) is in the object store "
+            f"({time.monotonic() - started:.1f}s)"
+        )
+        self._task = ray.remote(measure_on_node).options(
+            num_cpus=cpus,
+            num_gpus=gpus,
+            max_retries=MAX_RETRIES,
+            retry_exceptions=False,
+            scheduling_strategy="SPREAD",  # each experiment a node's engine to itself
+            name="overnight-measure",
+        )
 
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
@@ -296,8 +313,8 @@ class RayMeasurer:
             raise
         except ray.exceptions.RayError as err:
             raise InfrastructureFault(
-                f"the Ray cluster could not run the experiment after {MAX_RETRIES} retries "
-                f"({type(err).__name__}: {_first_line(err)})"
+                f"the Ray cluster could not run the experiment (retried up to {MAX_RETRIES} "
+                f"times when a node or worker died): {type(err).__name__}: {_first_line(err)}"
             ) from err
 
     def _clean_nodes(self, ray: Any) -> int:

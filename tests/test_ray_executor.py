@@ -599,3 +599,16 @@ def test_a_shipped_setup_keeps_modes_and_gives_the_heads_run_files_to_this_machi
     with pytest.raises(InfrastructureFault, match="arrived damaged"):
         unpack(damaged, tmp_path / "other", lambda key: store[key])
     assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_a_cluster_without_a_node_big_enough_is_a_fault_not_a_wait_for_ever(head):
+    from harness.ray_executor import RayMeasurer
+
+    sandbox = head.settings.sandbox.model_copy(update={"cpus": 2.0})
+    head.settings = head.settings.model_copy(update={"sandbox": sandbox})
+    measurer = RayMeasurer(head, "big")
+    try:
+        with pytest.raises(InfrastructureFault, match=r"has 2 CPUs \(sandbox\.cpus\)"):
+            measurer.measure(train(1.0), Path("/nonexistent"))
+    finally:
+        measurer.close()
