@@ -107,7 +107,6 @@ class RayMeasurer:
                 "--executor ray needs Ray on this machine: pip install 'overnight[ray]'"
             )
         self.experimenter = experimenter
-        self.settings = experimenter.settings
         self.address = self.settings.executor.address
         if self.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
             raise TaskError(
@@ -125,6 +124,12 @@ class RayMeasurer:
         self._connected = False  # whether this measurer called ray.init (then `close` ends it)
         self._setup: Archive | None = None
         self._task: Any = None  # the remote function, with one experiment's resources
+
+    @property
+    def settings(self) -> Settings:
+        """The experimenter's, read at each measurement: a metric chosen after the baseline
+        changes them."""
+        return self.experimenter.settings
 
     @property
     def resources(self) -> tuple[float, int]:
@@ -441,6 +446,7 @@ def _experimenter(job: NodeJob, get: Callable[[Any], bytes]) -> NodeExperimenter
             job.task, job.settings, sandbox, job.image, setup_dir, _SAID.append
         )
         _EXPERIMENTERS[key] = found
+    found.settings = job.settings  # the metric may have been chosen since (after the baseline)
     return found
 
 

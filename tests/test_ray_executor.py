@@ -612,3 +612,23 @@ def test_a_cluster_without_a_node_big_enough_is_a_fault_not_a_wait_for_ever(head
             measurer.measure(train(1.0), Path("/nonexistent"))
     finally:
         measurer.close()
+
+
+def test_a_metric_chosen_after_the_baseline_judges_the_experiments_on_the_nodes(
+    tmp_path, capsys, cluster
+):
+    task = value_task(tmp_path)
+    undeclared = PREPARE.replace('METRIC = "loss"\n', "").replace('DIRECTION = "minimize"\n', "")
+    (task / "prepare.py").write_text(undeclared)
+    committed_repo_again(task)
+    script = write_script(
+        tmp_path / "script.jsonl",
+        [{"description": "smaller", "calls": [replace_value("5.0", "3.0")]}],
+    )
+    code, out = run_cli(
+        "run", str(task), "--tag", "chosen", "--provider", "replay", "--script", str(script),
+        "--executor", "ray", "--ray-address", cluster.address, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, out
+    rows = results(task, "chosen")
+    assert [(r.metric, r.status) for r in rows] == [(5.0, Verdict.KEEP), (3.0, Verdict.KEEP)]
