@@ -85,8 +85,9 @@ def _client_of(sandbox: Sandbox) -> Any:
 
 
 def isolation(settings: Settings) -> str:
-    """One word for config.json and status: how strongly train.py is isolated."""
-    return "weaker (--sandbox local)" if settings.sandbox.backend == "local" else "docker"
+    """A few words for config.json and status: how strongly train.py is isolated, and where."""
+    base = "weaker (--sandbox local)" if settings.sandbox.backend == "local" else "docker"
+    return f"{base}, on Ray nodes" if settings.executor.kind == "ray" else base
 
 
 def hardening_lines(settings: Any, client: Any, problems: list[str]) -> list[str]:

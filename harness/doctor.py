@@ -29,6 +29,8 @@ def doctor(task_dir: Path | None, overrides: Overrides, out: Callable[[str], Non
     if agent is not None:
         _check_agent(agent, check)
     _check_docker(image, has_dockerfile, task_dir, check)
+    if _executor(task_dir, overrides) == "ray":
+        _check_ray(check)
     if task_dir is not None and agent is not None:
         from harness.task_images import image_checks
 
@@ -69,6 +71,29 @@ def _settings(task_dir: Path | None, overrides: Overrides, check: Any) -> tuple[
         return None, None, False
     check(f"settings of {task.root} are valid")
     return settings.agent, settings.image, task.has_dockerfile
+
+
+def _executor(task_dir: Path | None, overrides: Overrides) -> str:
+    """Where experiments run: --executor, else the task's [executor] kind."""
+    if overrides.executor or task_dir is None:
+        return overrides.executor or "local"
+    from harness.config import resolve_settings
+    from harness.task import load_task
+
+    try:
+        return resolve_settings(load_task(task_dir), overrides).executor.kind
+    except (OvernightError, ValueError):
+        return "local"  # the settings check reports it
+
+
+def _check_ray(check: Any) -> None:
+    """Whether Ray is installed (the cluster itself is reached when the night starts)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        check(f"ray {version('ray')} installed (executor ray; every node needs it too)")
+    except PackageNotFoundError:
+        check(None, "executor ray needs Ray: pip install 'overnight[ray]'")
 
 
 def _check_agent(config: Any, check: Any) -> None:

@@ -129,13 +129,21 @@ def _run(
     def save(resolved: Settings) -> None:
         _write_config(run_dir, task, resolved, image)
 
+    measurer = None
+    if settings.executor.kind == "ray":  # setup stays here; the measurer ships it to the nodes
+        from harness.ray_executor import RayMeasurer
+
+        measurer = RayMeasurer(experimenter, run_dir.tag, say=view.message)
     kind = ParallelNight if settings.workers > 1 or has_unfinished(run_dir) else Night
-    night = kind(task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
+    parts = (task, settings, agent, experimenter, worktree, run_dir, view, budget, save)
+    night = kind(*parts, measurer=measurer)
     if report_every:
         night.on_record = Refresher(run_dir.root, report_every, view.log, view.message)
     try:
         return night.run()
     finally:
+        if measurer is not None:
+            measurer.close()  # cancels its tasks and removes their containers on every node
         sandbox.close()  # if the engine is gone, the next night's `prepare` removes what is left
 
 

@@ -123,7 +123,11 @@ def format_status(report: dict[str, Any]) -> str:
             else "metric not chosen yet (the baseline settles it)"
         )
         + ("" if report["protected"] else "  [UNPROTECTED: metric read from train.py's output]")
-        + ("" if report["isolation"] == "docker" else "  [WEAKER ISOLATION: --sandbox local]"),
+        + (
+            ""
+            if report["isolation"].startswith("docker")
+            else "  [WEAKER ISOLATION: --sandbox local]"
+        ),
         "counts: " + ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items())),
     ]
     noise = report.get("noise")

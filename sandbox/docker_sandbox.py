@@ -76,7 +76,10 @@ class DockerSandbox:
         check_engine(self.client, self.limits, image)
 
     def remove_leftovers(self) -> int:
-        return remove_labelled(self.client, run_id=self.run_id)
+        """This run's containers, then its volumes (free once their keepers are gone)."""
+        removed = remove_labelled(self.client, run_id=self.run_id)
+        volumes.remove_run_volumes(self.client, self.run_id)
+        return removed
 
     def close(self) -> None:
         """This run's leftovers removed; with the engine gone, the next night's `prepare` will."""

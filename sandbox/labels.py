@@ -24,14 +24,28 @@ def owned(run_id: str, purpose: str | None = None) -> dict[str, str]:
 
 
 def alive(pid: int) -> bool:
-    """Whether the harness process `pid` still runs (so what it owns must not be removed)."""
+    """Whether the harness process `pid` still runs (so what it owns must not be removed).
+
+    A zombie does not: a Ray worker whose node died is one until something reaps it, and a
+    machine whose PID 1 reaps nothing (some containers) keeps it one for good."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # it ended since kill(0), unless there is no /proc
+    except (OSError, IndexError):
+        return False
+    return state in (b"Z", b"X")
 
 
 def owner_alive(labels: dict[str, str]) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from harness.seams import RunSpec, Scratch, ScratchMount
 from sandbox.deadline import ENFORCER, keeper
 from sandbox.hardening import Limits, container_options
-from sandbox.labels import LABEL, owned, owner_alive
+from sandbox.labels import LABEL, LABEL_RUN, owned, owner_alive
 from sandbox.users import run_ids
 
 DEFAULT_LIFETIME_S = 3600.0  # a scratch area's lifetime when its user names none
@@ -97,6 +97,19 @@ def remove_stale_volumes(client: Any) -> int:
         if _quietly(lambda v=volume: v.remove(force=True)):
             removed += 1
     return removed
+
+
+def remove_run_volumes(client: Any, run_id: str) -> int:
+    """Remove the volumes of the run `run_id` (those no container still mounts); how many went.
+    A harness killed mid-experiment leaves its volume: a Ray worker cancelled by force, say."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        found = client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return 0
+    return sum(_quietly(lambda v=volume: v.remove(force=True)) for volume in found)
 
 
 def _quietly(action: Any) -> bool:
