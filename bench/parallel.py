@@ -22,9 +22,11 @@ experiment first, so `python prepare.py` and first-use costs are paid before any
     containers' own run time (what more workers cost each experiment: the engine's time);
   * the engine's own cost: bare `docker run --rm IMAGE true` one at a time and N at once;
   * harness time per experiment at 1 worker: the median of (gap between consecutive decisions -
-    the experiment's train and evaluate seconds), everything but the containers' own run time.
-    Ray's overhead per experiment (dispatch to result) is that time with Ray minus without; a
-    no-op Ray task's round trip on the same cluster is printed as its floor.
+    the experiment's train and evaluate seconds), everything but the containers' own run time;
+  * what Ray adds per experiment, dispatch to result: bench/ray_dispatch.py on each task, the
+    same train.py measured directly and through Ray, interleaved (Ray's share: the head's call
+    to the result minus the measurement on the node), and a no-op Ray task's round trip on the
+    same cluster as its floor. Local and Ray nights of the same N run one after the other.
 
 Usage: .venv/bin/python bench/parallel.py [--quick] [--sleep 3] [--experiments 32]
            [--workers 1,2,4,8] [--tasks sleeping,quickstart] [--no-ray] [--keep]
@@ -52,6 +54,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -249,7 +252,7 @@ class Nights:
         return code, log.read_text(errors="replace")
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
+def _stop(child: subprocess.Popen[Any]) -> None:
     for sig, wait in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         if child.poll() is not None:
             return
@@ -525,10 +528,7 @@ def print_verdicts(rows: list[Row], workers: list[int], round_trip: float | None
         if "local" in spent:
             line = f"{task}: harness time per experiment at 1 worker: local {spent['local']:.0f} ms"
             if "ray" in spent:
-                extra = spent["ray"] - spent["local"]
-                line += (
-                    f", ray {spent['ray']:.0f} ms: Ray adds {extra:+.0f} ms (dispatch to result)"
-                )
+                line += f", ray {spent['ray']:.0f} ms (two nights apart: mostly the machine's load)"
             print(line)
     if round_trip is not None:
         print(
@@ -613,6 +613,7 @@ class Bench:
         self.parallel_note = ""
         self.ray_note = ""
         self.round_trip: float | None = None
+        self.dispatch: dict[str, dict[str, float] | None] = {}  # per task, ray_dispatch.py's
         self.engine: tuple[float | None, float | None] = (None, None)
         executors = ["local"]
         if args.no_ray:
@@ -652,9 +653,44 @@ class Bench:
             for row in rows:
                 row.cells = {n: Cell(problem="warm-up failed") for n in self.workers}
             return
-        for row in rows:
-            for n in self.workers:
+        for n in self.workers:  # local and Ray side by side in time: the load here drifts
+            for row in rows:
                 row.cells[n] = self.run_cell(task, row, n)
+        if (
+            self.cluster is not None
+            and not self.ray_note
+            and any(r.executor == "ray" for r in rows)
+        ):
+            self.dispatch[name] = self.ray_dispatch(task)
+
+    def ray_dispatch(self, task: Path) -> dict[str, float] | None:
+        """bench/ray_dispatch.py on this task and cluster: what Ray adds to one measurement."""
+        assert self.cluster is not None
+        command = [sys.executable, str(ROOT / "bench" / "ray_dispatch.py"), str(task), "--json"]
+        command += ["--address", self.cluster.address, "--runs", "3" if self.args.quick else "5"]
+        print(
+            f"  {task.name}: what Ray adds to one measurement (bench/ray_dispatch.py)", flush=True
+        )
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.nights.pids.add(child.pid)
+        try:
+            out, err = child.communicate(timeout=900)
+        except BaseException:
+            _stop(child)
+            raise
+        try:
+            found = json.loads(out.strip().splitlines()[-1])
+            return {key: float(found[key]) for key in ("direct_ms", "ray_ms", "dispatch_ms")}
+        except (IndexError, ValueError, KeyError):
+            print(f"  {task.name}: bench/ray_dispatch.py failed (exit {child.returncode}):")
+            print(tail(err + out))
+            return None
 
     def run_cell(self, task: Path, row: Row, workers: int) -> Cell:
         if workers > 1 and self.parallel_note:
@@ -712,6 +748,13 @@ class Bench:
     def report(self, removed: int) -> None:
         print_table(self.rows, self.workers, self.args.experiments, self.args.sleep)
         print_verdicts(self.rows, self.workers, self.round_trip)
+        for task, found in self.dispatch.items():
+            if found is not None:
+                print(
+                    f"{task}: Ray adds {found['dispatch_ms']:.1f} ms per experiment, dispatch to "
+                    f"result (one measurement through Ray {found['ray_ms']:.0f} ms, directly "
+                    f"{found['direct_ms']:.0f} ms; bench/ray_dispatch.py, medians, interleaved)"
+                )
         alone, ceiling = self.engine
         if alone is not None and ceiling is not None:
             print_engine(alone, ceiling, max(self.workers))
