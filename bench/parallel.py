@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,50 +464,58 @@ def ray_installed() -> bool:
 # --- the table --------------------------------------------------------------------------------
 
 
+WIDTH = 24  # of a column; the last MARK of it holds "[k]" when fewer than N ran at once
+MARK = 5
+
+
 def format_cell(cell: Cell, base: Cell, workers: int) -> str:
     if cell.night is None:
-        return cell.problem or "-"
+        return f"{cell.problem or '-':>{WIDTH - MARK}}"
     rate = cell.night.hourly
-    shown = f"{rate:,.0f}/h"
-    if base.night is not None and base.night.hourly > 0:
-        shown += f" {rate / base.night.hourly:5.2f}x"
-    if cell.night.in_flight < workers:
-        shown += f" [{cell.night.in_flight} at once]"
-    return shown
+    ratio = f"{rate / base.night.hourly:.2f}x" if base.night and base.night.hourly > 0 else ""
+    fewer = f"[{cell.night.in_flight}]" if cell.night.in_flight < workers else ""
+    return f"{f'{rate:,.0f}/h':>{WIDTH - MARK - 7}} {ratio:>6} {fewer}"
+
+
+def format_turnaround(cell: Cell) -> str:
+    night = cell.night
+    if night is None or night.turnaround is None or night.inside is None:
+        return f"{'-':>{WIDTH - MARK}}"
+    return f"{f'{night.turnaround:.2f} ({night.inside:.2f})':>{WIDTH - MARK}}"
+
+
+def print_rows(title: str, rows: list[Row], workers: list[int], cell: Callable[..., str]) -> None:
+    print()
+    print(title)
+    names = [f"{n} worker" + ("s" if n > 1 else "") for n in workers]
+    header = f"{'task':<11}{'executor':<9}" + "".join(
+        f"{name:>{WIDTH - MARK}}" + " " * MARK for name in names
+    )
+    print(header.rstrip())
+    print("-" * len(header))
+    for row in rows:
+        texts = [cell(row, n) for n in workers]
+        print(
+            (f"{row.task:<11}{row.executor:<9}" + "".join(f"{t:<{WIDTH}}" for t in texts)).rstrip()
+        )
 
 
 def print_table(rows: list[Row], workers: list[int], experiments: int, sleep: float) -> None:
-    width = 29
-    print()
-    print(
+    print_rows(
         f"experiments per hour and the ratio to 1 worker; {experiments} experiments per night, "
         f"the sleeping task sleeps {sleep:g}s; counted after each night's first N results "
-        "(what a long night keeps up)"
+        "(what a long night keeps up)",
+        rows,
+        workers,
+        lambda row, n: format_cell(row.cells.get(n, Cell()), row.cells.get(1, Cell()), n),
     )
-    header = f"{'task':<11}{'executor':<9}" + "".join(
-        f"{f'{n} worker' + ('s' if n > 1 else ''):>{width}}" for n in workers
+    print("[k]: at most k experiments' containers ran at the same moment, fewer than N")
+    print_rows(
+        "seconds per experiment from its start to its result (of which its containers ran)",
+        rows,
+        workers,
+        lambda row, n: format_turnaround(row.cells.get(n, Cell())),
     )
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        base = row.cells.get(1, Cell())
-        cells = [format_cell(row.cells.get(n, Cell()), base, n) for n in workers]
-        print(f"{row.task:<11}{row.executor:<9}" + "".join(f"{c:>{width}}" for c in cells))
-    print("[k at once]: the most experiments whose containers ran at the same moment, when < N")
-    print()
-    print("seconds per experiment from its start to its result (of which its containers ran)")
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        cells = []
-        for n in workers:
-            night = row.cells.get(n, Cell()).night
-            turnaround = night.turnaround if night else None
-            inside = night.inside if night else None
-            cells.append(
-                "-" if turnaround is None or inside is None else f"{turnaround:.2f} ({inside:.2f})"
-            )
-        print(f"{row.task:<11}{row.executor:<9}" + "".join(f"{c:>{width}}" for c in cells))
 
 
 def rate(row: Row | None, workers: int) -> float | None:
