@@ -430,14 +430,16 @@ def resolve_settings(
 def _workers(task: Task, sandbox: SandboxConfig, executor: ExecutorConfig) -> WorkerPlan:
     """N workers, their GPU slots, and each container's share of the machine."""
     try:
-        slots = gpu_slots(sandbox.gpus, sandbox.gpus_per_experiment)
+        # On a Ray cluster each experiment asks Ray for its GPUs (num_gpus), on whichever node.
+        ray = executor.kind == "ray"
+        slots = None if ray else gpu_slots(sandbox.gpus, sandbox.gpus_per_experiment)
         return plan_workers(
             executor.workers,
             slots,
             sandbox.cpus,
             sandbox.memory,
             frozenset(sandbox.model_fields_set),
-            None if executor.kind == "ray" else Machine.this(),
+            None if ray else Machine.this(),
         )
     except PlanError as err:
         raise TaskError(f"{task.root / CONFIG}: {err}") from None
