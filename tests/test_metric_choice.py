@@ -108,8 +108,43 @@ NAMES = ["val_bpb", "training_seconds", "peak_vram_mb", "num_steps", "depth"]
             None,
             None,
         ),
+        (
+            ["baseline_pass_at_1", "trained_pass_at_1", "delta_pass_at_1", "num_steps", "model"],
+            "- Model choice (must fit in 40GB of VRAM)\n"
+            "Parse pass@1 on the test split. If pass@1 improved, keep; otherwise discard.",
+            "trained_pass_at_1",
+            Direction.MAXIMIZE,
+            "If pass@1 improved",
+        ),
+        (
+            ["model", "lookback", "val_sharpe"],
+            "Try a larger model when a longer lookback helps.",
+            "val_sharpe",
+            Direction.MAXIMIZE,
+            "only metric printed",
+        ),
+        (["baseline_acc", "acc"], "", "acc", Direction.MAXIMIZE, "only metric printed"),
+        (
+            ["fitness", "generations"],
+            "Maximize the fitness of the best individual.",
+            "fitness",
+            Direction.MAXIMIZE,
+            "Maximize the fitness",
+        ),
     ],
-    ids=["karpathy", "bio", "primary-and-secondary", "by-name", "timing", "named-no-cue", "three"],
+    ids=[
+        "karpathy",
+        "bio",
+        "primary-and-secondary",
+        "by-name",
+        "timing",
+        "named-no-cue",
+        "three",
+        "spelled-pass@1-beside-its-baseline-and-delta",
+        "settings-are-not-goals",
+        "baseline-beside-itself",
+        "plain-word-after-a-goal-verb",
+    ],
 )
 def test_the_metric_program_md_names_with_its_direction(
     names, program, metric, direction, why
