@@ -149,6 +149,14 @@ NETWORK_MODULES = (
     "aiohttp",
     "huggingface_hub",
     "datasets",
+    "transformers",
+    "sentence_transformers",
+    "timm",
+    "torchvision",
+    "tensorflow_datasets",
+    "kagglehub",
+    "openml",
+    "nltk",
     "kernels",
     "wandb",
     "yfinance",
@@ -172,6 +180,27 @@ def network_modules(tree: ast.Module) -> list[str]:
             if (top in NETWORK_MODULES or top == "urllib.request") and top not in found:
                 found.append(top)
     return found
+
+
+def does_work_when_run(tree: ast.Module) -> bool:
+    """Whether `python prepare.py` does anything beyond defining names: an
+    `if __name__ == "__main__":` block, or a top-level call, loop, `with` or `if`."""
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+            return True
+        if isinstance(node, ast.For | ast.While | ast.With | ast.If | ast.Try):
+            return True
+    return False
+
+
+_DOCKER = re.compile(
+    r"^\s*(?:import|from)\s+docker\b|[\[(,]\s*[\"']docker[\"']|[\"']docker\s", re.M
+)
+
+
+def runs_docker(source: str) -> bool:
+    """Whether a source starts Docker itself (`subprocess.run(["docker", ...])`, the SDK)."""
+    return bool(_DOCKER.search(source))
 
 
 def writes_home(source: str) -> bool:

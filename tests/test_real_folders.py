@@ -9,6 +9,7 @@ of its own on the engine's default bridge: no traffic leaves the containers the 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -550,3 +551,103 @@ def test_validate_piped_into_head_ends_without_a_traceback(tmp_path):
         )
         assert done.stdout.startswith("task: ")
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+SYNCED_PROGRAM = """# Churn threshold
+
+The raw data is synced by hand into `data/raw/` (too large for git: `rclone sync ...`).
+`prepare.py` builds `.cache/features.json` from it. Improve `train.py`; the goal is to
+maximize accuracy.
+"""
+
+SYNCED_PREPARE = """import json
+from pathlib import Path
+
+DATA_ROOT = Path(__file__).parent / "data"
+CACHE = Path(__file__).parent / ".cache"
+
+
+def load_features():
+    return json.loads((CACHE / "features.json").read_text())
+
+
+if __name__ == "__main__":
+    rows = []
+    for path in sorted((DATA_ROOT / "raw").glob("*.csv")):
+        rows += [line.split(",") for line in path.read_text().split()]
+    CACHE.mkdir(exist_ok=True)
+    (CACHE / "features.json").write_text(json.dumps([[float(x), int(y)] for x, y in rows]))
+    print(f"{len(rows)} rows")
+"""
+
+SYNCED_TRAIN = """import os
+
+from prepare import load_features
+
+THRESHOLD = 0.1
+
+rows = load_features()
+try:
+    open("data/raw/mine.csv", "w").close()
+    writable = True
+except OSError:
+    writable = False
+print(f"data writable: {writable}, env file visible: {os.path.exists('.env')}")
+print(f"raw files: {sorted(os.listdir('data/raw'))}")
+hits = sum((x > THRESHOLD) == (y == 1) for x, y in rows)
+print("---")
+print(f"accuracy: {hits / len(rows):.4f}")
+"""
+
+
+def synced_folder(tmp_path):
+    task = committed_repo(
+        write_task(
+            tmp_path / "churn",
+            {
+                "program.md": SYNCED_PROGRAM,
+                "prepare.py": SYNCED_PREPARE,
+                "train.py": SYNCED_TRAIN,
+                ".gitignore": "data/\n.cache/\n.env\n",
+            },
+        )
+    )
+    # What the author's checkout has beside the commit: the synced data, a local secret.
+    (task / "data" / "raw").mkdir(parents=True)
+    (task / "data" / "raw" / "2024.csv").write_text("0.1,0\n0.4,1\n0.35,1\n0.2,0\n0.3,1\n")
+    (task / ".env").write_text("API_KEY=never-in-a-container\n")
+    return task
+
+
+@pytest.mark.parametrize("copy_limit", [None, 0], ids=["copied", "mounted-read-only"])
+def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_training(
+    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit
+):
+    import harness.host_data
+
+    if copy_limit is not None:  # as if the data were larger than what is copied
+        monkeypatch.setattr(harness.host_data, "COPY_LIMIT", copy_limit)
+    task = synced_folder(tmp_path)
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+    assert code == 0, out
+    said = "data: data/ is ignored by git but prepare.py names it: "
+    if copy_limit is None:
+        assert said + "setup starts with a copy of it (" in out
+    else:
+        assert said + "at 31 bytes (over 0 bytes) it is not copied; every container sees it " in out
+    assert ".env" not in out and ".cache" not in out
+
+    code, out = run_cli("run", str(task), "--tag", "h", "--max-experiments", "1", capsys=capsys)
+
+    assert code == 0, out
+    rows = results(task, "h")
+    assert rows[0].status is Verdict.KEEP and rows[0].metric == 0.8
+    seen = (task / ".overnight/h/experiments/0000/output.txt").read_text()
+    assert "data writable: False, env file visible: False" in seen  # training: read-only
+    assert "raw files: ['2024.csv']" in seen
+    assert sorted(os.listdir(task / "data" / "raw")) == ["2024.csv"]  # the checkout untouched
+    setup = next(p for p in (task / ".overnight/cache").iterdir() if p.name.startswith("setup-"))
+    assert not (setup / "task" / ".env").exists()
+    assert (setup / "task" / ".cache" / "features.json").exists()  # setup wrote next to itself
+    assert (setup / "task" / "data" / "raw").exists() is (copy_limit is None)
