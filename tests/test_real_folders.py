@@ -651,3 +651,44 @@ def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_t
     assert not (setup / "task" / ".env").exists()
     assert (setup / "task" / ".cache" / "features.json").exists()  # setup wrote next to itself
     assert (setup / "task" / "data" / "raw").exists() is (copy_limit is None)
+
+
+LIBRARY_PREPARE = '''"""Fixed infrastructure: the dataset, the reward, the sandbox. Imported by train.py."""
+
+import subprocess
+import urllib.request
+
+URL = "https://example.invalid/problems.jsonl"
+
+
+def load_problems():
+    with urllib.request.urlopen(URL) as response:
+        return response.read().decode().splitlines()
+
+
+def run_in_sandbox(code):
+    return subprocess.run(["docker", "run", "--rm", "-i", "python:3.12"], input=code)
+'''
+
+
+def test_a_prepare_py_that_only_defines_functions_is_told_apart(tmp_path, capsys):
+    task = committed_repo(
+        write_task(
+            tmp_path / "library",
+            {
+                "program.md": "Get the highest reward.\n",
+                "prepare.py": LIBRARY_PREPARE,
+                "train.py": "from prepare import load_problems\nprint(f'reward: {len(load_problems())}')\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert 'prepare.py has no `if __name__ == "__main__":` block and calls nothing' in out
+    assert (
+        f"warning: {task / 'prepare.py'}: what it fetches with urllib.request would run in "
+        'training, which has no network: download in an `if __name__ == "__main__":` block'
+    ) in out
+    assert "warning: prepare.py starts Docker itself" in out
+    assert "warning: train.py starts Docker" not in out
