@@ -70,9 +70,7 @@ def load_task(root: Path) -> Task:
         )
     missing = [name for name in TASK_FILES if not (root / name).is_file()]
     if missing:
-        raise TaskError(
-            f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
-        )
+        raise TaskError(_missing_files(root, missing))
     texts = {name: _read_text(root / name) for name in TASK_FILES}
     train = _check_syntax(root / TRAIN, texts[TRAIN])
     tree = _check_syntax(root / PREPARE, texts[PREPARE])
@@ -90,6 +88,52 @@ def load_task(root: Path) -> Task:
         toml=_read_toml(root / CONFIG),
         has_dockerfile=(root / DOCKERFILE).is_file(),
     )
+
+
+_SEARCH_DEPTH = 3  # how far below a folder without the task files to look for them
+_NOT_SEARCHED = {".git", ".overnight", ".venv", "venv", "node_modules", "__pycache__"}
+
+
+def _missing_files(root: Path, missing: list[str]) -> str:
+    """One line: which files are missing, and what to do (a subfolder that is the task folder,
+    or the one file to add)."""
+    found = task_folders_below(root)
+    if found:
+        shown = ", ".join(str(f) for f in found[:3]) + (" ..." if len(found) > 3 else "")
+        return (
+            f"{root}: missing {', '.join(missing)}, but {shown} "
+            f"{'holds' if len(found) == 1 else 'hold'} all of {', '.join(TASK_FILES)}: pass "
+            f"{'that folder' if len(found) == 1 else 'one of them'} as the task folder"
+        )
+    if missing == [PREPARE]:
+        return (
+            f"{root}: missing prepare.py, the fixed setup and evaluation: add one next to "
+            "train.py; it may be as small as `TIME_BUDGET = 300` (`python prepare.py` runs "
+            "once as setup, and data train.py reads from this folder is already there)"
+        )
+    return f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
+
+
+def task_folders_below(root: Path) -> list[Path]:
+    """Folders up to _SEARCH_DEPTH below `root` that hold program.md, train.py and prepare.py."""
+    found: list[Path] = []
+    level = [root]
+    for _ in range(_SEARCH_DEPTH):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+            for child in children:
+                if child.name in _NOT_SEARCHED or child.name.startswith("."):
+                    continue
+                if all((child / name).is_file() for name in TASK_FILES):
+                    found.append(child)
+                else:
+                    below.append(child)
+        level = below[:2000]
+    return found
 
 
 def _read_text(path: Path) -> str:

@@ -692,3 +692,31 @@ def test_a_prepare_py_that_only_defines_functions_is_told_apart(tmp_path, capsys
     ) in out
     assert "warning: prepare.py starts Docker itself" in out
     assert "warning: train.py starts Docker" not in out
+
+
+def test_a_repository_whose_task_folder_is_a_subfolder_is_pointed_to_it(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    write_task(repo, {"README.md": "Research on order books.\n", "pyproject.toml": ""})
+    write_task(
+        repo / "experiments" / "orderbook",
+        {"program.md": "Lower loss.\n", "prepare.py": "", "train.py": "print('loss: 1')\n"},
+    )
+
+    code, out = run_cli("validate", str(repo), capsys=capsys)
+
+    assert code == 2
+    assert out.strip() == (
+        f"problem: {repo}: missing program.md, train.py, prepare.py, but "
+        f"{repo / 'experiments' / 'orderbook'} holds all of program.md, train.py, prepare.py: "
+        "pass that folder as the task folder"
+    )
+
+
+def test_a_folder_without_prepare_py_is_told_how_small_one_may_be(tmp_path, capsys):
+    task = write_task(tmp_path / "t", {"program.md": "x", "train.py": "print('loss: 1')\n"})
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert code == 2
+    assert f"problem: {task}: missing prepare.py, the fixed setup and evaluation: add one" in out
+    assert "`TIME_BUDGET = 300`" in out and len(out.strip().splitlines()) == 1
