@@ -16,9 +16,9 @@ from typing import Any
 
 from harness.errors import TaskError
 from harness.task_facts import (
-    BudgetSource,
+    BudgetFacts,
     EvaluateShape,
-    budget_source,
+    budget_facts,
     evaluate_shape,
     imports_from_prepare,
     printed_names,
@@ -47,7 +47,7 @@ class Task:
     prepare_constants: dict[str, Any]
     evaluate: EvaluateShape | None  # prepare.py's top-level `def evaluate(...)`, if any
     train_uses_evaluate: bool  # train.py imports or calls prepare.py's evaluate itself
-    budget_source: BudgetSource  # where train.py takes its time budget from
+    budget: BudgetFacts  # where train.py takes its time budget from, under which name
     printed_names: tuple[str, ...]  # `name: value` lines train.py's source prints
     returned_keys: tuple[str, ...]  # keys of the dicts evaluate() returns
     toml: dict[str, Any]
@@ -74,15 +74,16 @@ def load_task(root: Path) -> Task:
     texts = {name: _read_text(root / name) for name in TASK_FILES}
     train = _check_syntax(root / TRAIN, texts[TRAIN])
     tree = _check_syntax(root / PREPARE, texts[PREPARE])
+    budget = budget_facts(texts[TRAIN], train)
     return Task(
         root=root,
         program=texts[PROGRAM],
         train_source=texts[TRAIN],
         prepare_source=texts[PREPARE],
-        prepare_constants=_module_constants(tree),
+        prepare_constants=_module_constants(tree, (*PREPARE_CONSTANTS, budget.name)),
         evaluate=evaluate_shape(tree),
         train_uses_evaluate="evaluate" in imports_from_prepare(train),
-        budget_source=budget_source(texts[TRAIN], train),
+        budget=budget,
         printed_names=tuple(printed_names(train)),
         returned_keys=tuple(returned_keys(tree)),
         toml=_read_toml(root / CONFIG),
@@ -101,15 +102,15 @@ def _missing_files(root: Path, missing: list[str]) -> str:
     if found:
         shown = ", ".join(str(f) for f in found[:3]) + (" ..." if len(found) > 3 else "")
         return (
-            f"{root}: missing {', '.join(missing)}, but {shown} "
+            f"{root}: missing {', '.join(missing)}; {shown} "
             f"{'holds' if len(found) == 1 else 'hold'} all of {', '.join(TASK_FILES)}: pass "
             f"{'that folder' if len(found) == 1 else 'one of them'} as the task folder"
         )
     if missing == [PREPARE]:
         return (
-            f"{root}: missing prepare.py, the fixed setup and evaluation: add one next to "
-            "train.py; it may be as small as `TIME_BUDGET = 300` (`python prepare.py` runs "
-            "once as setup, and data train.py reads from this folder is already there)"
+            f"{root}: missing prepare.py; add one next to train.py: it holds the fixed setup and "
+            "evaluation and may be as small as `TIME_BUDGET = 300` (`python prepare.py` runs "
+            "once as setup; data train.py reads from this folder is there already)"
         )
     return f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
 
@@ -152,7 +153,7 @@ def _check_syntax(path: Path, source: str) -> ast.Module:
         ) from err
 
 
-def _module_constants(tree: ast.Module) -> dict[str, Any]:
+def _module_constants(tree: ast.Module, names: tuple[str, ...]) -> dict[str, Any]:
     """Module-level `NAME = <literal>` assignments for the names overnight reads."""
     found: dict[str, Any] = {}
     for node in tree.body:
@@ -163,11 +164,7 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, value = [node.target], node.value
         for target in targets:
-            if (
-                isinstance(target, ast.Name)
-                and target.id in PREPARE_CONSTANTS
-                and value is not None
-            ):
+            if isinstance(target, ast.Name) and target.id in names and value is not None:
                 try:
                     found[target.id] = _literal(value)
                 except (ValueError, TypeError, ZeroDivisionError, OverflowError):

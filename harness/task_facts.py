@@ -70,17 +70,67 @@ def imports_from_prepare(tree: ast.Module) -> set[str]:
 class BudgetSource(StrEnum):
     """Where train.py takes its time budget from, which decides whether an override reaches it."""
 
-    PREPARE = "prepare"  # imports TIME_BUDGET from prepare.py: overrides cannot reach it
+    PREPARE = (
+        "prepare"  # imports TIME_BUDGET (or the like) from prepare.py: overrides cannot reach it
+    )
+    TRAIN = "train"  # sets its own TIME_BUDGET (or the like): overrides cannot reach it
     ENVIRONMENT = "environment"  # reads OVERNIGHT_TIME_BUDGET: overrides reach it
     NONE = "none"  # neither: the budget is only the hard timeout's basis
 
 
-def budget_source(train_source: str, train_tree: ast.Module) -> BudgetSource:
+@dataclass(frozen=True)
+class BudgetFacts:
+    source: BudgetSource
+    name: str = "TIME_BUDGET"  # the constant train.py uses: imported from prepare.py, or its own
+    value: object = None  # train.py's own literal value (BudgetSource.TRAIN)
+
+
+def budget_facts(train_source: str, train_tree: ast.Module) -> BudgetFacts:
     if "OVERNIGHT_TIME_BUDGET" in train_source:
-        return BudgetSource.ENVIRONMENT
-    if "TIME_BUDGET" in imports_from_prepare(train_tree):
-        return BudgetSource.PREPARE
-    return BudgetSource.NONE
+        return BudgetFacts(BudgetSource.ENVIRONMENT)
+    imported = sorted(imports_from_prepare(train_tree))
+    for name in ["TIME_BUDGET", *imported]:
+        if name in imported and is_budget_name(name):
+            return BudgetFacts(BudgetSource.PREPARE, name)
+    for node in train_tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and is_budget_name(target.id):
+                try:
+                    value = ast.literal_eval(node.value)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    continue
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return BudgetFacts(BudgetSource.TRAIN, target.id, value)
+    return BudgetFacts(BudgetSource.NONE)
+
+
+_TIME_PARTS = {"time", "seconds", "secs", "sec", "minutes", "mins", "hours", "wallclock"}
+_BUDGET_PARTS = {"limit", "max", "train", "training", "run", "wall", "total"}
+_NOT_BUDGET = {"timeout", "eval", "evaluation", "test", "per", "step", "epoch", "warmup", "log"}
+
+
+def is_budget_name(name: str) -> bool:
+    """An upper-case constant that names the training's time budget: TIME_BUDGET,
+    TRAIN_BUDGET_SECONDS, TIME_LIMIT, MAX_TRAIN_SECONDS, TRAINING_TIME_MINUTES."""
+    if not name.isupper():
+        return False
+    parts = set(name.lower().split("_"))
+    if parts & _NOT_BUDGET:
+        return False
+    return "budget" in parts or bool(parts & _TIME_PARTS and parts & _BUDGET_PARTS)
+
+
+def budget_seconds(name: str, value: float) -> float:
+    """A budget's value in seconds, from the unit its name gives (TIME_BUDGET_MINUTES = 5)."""
+    parts = set(name.lower().split("_"))
+    if parts & {"minutes", "mins", "minute"}:
+        return value * 60
+    if parts & {"hours", "hrs", "hour"}:
+        return value * 3600
+    if parts & {"ms", "millis", "milliseconds"}:
+        return value / 1000
+    return value
 
 
 # `print(f"val_bpb:   {x:.6f}")`, `print("loss:", x)`, `print(f"loss={x}")`: the name before : or =

@@ -706,7 +706,7 @@ def test_a_repository_whose_task_folder_is_a_subfolder_is_pointed_to_it(tmp_path
 
     assert code == 2
     assert out.strip() == (
-        f"problem: {repo}: missing program.md, train.py, prepare.py, but "
+        f"problem: {repo}: missing program.md, train.py, prepare.py; "
         f"{repo / 'experiments' / 'orderbook'} holds all of program.md, train.py, prepare.py: "
         "pass that folder as the task folder"
     )
@@ -718,5 +718,56 @@ def test_a_folder_without_prepare_py_is_told_how_small_one_may_be(tmp_path, caps
     code, out = run_cli("validate", str(task), capsys=capsys)
 
     assert code == 2
-    assert f"problem: {task}: missing prepare.py, the fixed setup and evaluation: add one" in out
+    assert f"problem: {task}: missing prepare.py; add one next to train.py: it holds" in out
     assert "`TIME_BUDGET = 300`" in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("prepare", "train", "budget", "timeout", "note"),
+    [
+        (
+            "TRAIN_BUDGET_SECONDS = 120\n",
+            "from prepare import TRAIN_BUDGET_SECONDS\n",
+            120,
+            300,
+            "train.py imports TRAIN_BUDGET_SECONDS = 120 from prepare.py",
+        ),
+        (
+            "TIME_BUDGET_MINUTES = 2\n",
+            "import prepare\nstop = prepare.TIME_BUDGET_MINUTES * 60\n",
+            120,
+            300,
+            "train.py imports TIME_BUDGET_MINUTES = 2 (120s) from prepare.py",
+        ),
+        (
+            "",
+            "TIME_BUDGET = 900  # seconds\n",
+            900,
+            1860,
+            "train.py sets its own TIME_BUDGET = 900",
+        ),
+        ("EVAL_TIMEOUT = 5\n", "from prepare import EVAL_TIMEOUT\nMAX_EPOCHS = 3\n", 300, 660, ""),
+    ],
+    ids=["other-name", "minutes", "its-own", "not-a-budget"],
+)
+def test_the_time_budget_train_py_really_uses_whatever_its_name(
+    tmp_path, capsys, prepare, train, budget, timeout, note
+):
+    task = committed_repo(
+        write_task(
+            tmp_path / "t",
+            {
+                "program.md": "Lower loss.\n",
+                "prepare.py": prepare,
+                "train.py": train + "print('loss: 1')\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert f"time budget: {budget}s, hard timeout: {timeout}s per training run" in out
+    if note:
+        assert f"time budget: {note}" in out
+    else:
+        assert "time budget: train.py" not in out
