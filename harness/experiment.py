@@ -235,8 +235,8 @@ class Experimenter:
         if result.status is not RunStatus.OK:
             raise SetupFailed(
                 f"{self.task.root / PREPARE}: `python prepare.py` ended with {result.status.value} "
-                f"(exit {result.exit_code}) in setup; fix prepare.py. Its output ends:\n"
-                + _last_lines(result.output_tail, 15)
+                f"(exit {result.exit_code}) in setup{_setup_failure(result.output_tail, self.settings)}"
+                ". Its output ends:\n" + _last_lines(result.output_tail, 15)
             )
         if snapshot(self.task_dir) == before and not any(
             any(folder.iterdir()) for folder in (self.home_dir, self.data_dir, self.private_dir)
@@ -531,6 +531,32 @@ def _finite(value: int | float) -> float | None:
 
 def _ended(evaluation: RunResult) -> str:
     return f"the evaluator ended with {evaluation.status.value} (exit {evaluation.exit_code})"
+
+
+# What a failed download says, in the words of urllib, requests, curl and the resolver.
+_NETWORK_FAILURE = re.compile(
+    r"Could not resolve host|Temporary failure in name resolution|Name or service not known|"
+    r"nodename nor servname|getaddrinfo failed|Network is unreachable|No route to host|"
+    r"Connection refused|Connection timed out|Failed to establish a new connection|"
+    r"Max retries exceeded|URLError|ConnectTimeout|ConnectionError|DNSError|"
+    r"Could not connect to|SSL: CERTIFICATE_VERIFY_FAILED",
+    re.IGNORECASE,
+)
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit)\b.*", re.M)
+
+
+def _setup_failure(output: str, settings: Settings) -> str:
+    """What failed in setup, said after its status: the exception, and whether it was the
+    network (then the fix is the network, not prepare.py)."""
+    raised = _RAISED.findall(output)
+    said = f": {' '.join(raised[-1].split())[:240].rstrip('.')}" if raised else ""
+    if _NETWORK_FAILURE.search(output):
+        network = settings.sandbox.setup_network
+        return (
+            f"{said}; a download failed: setup runs on Docker network {network!r}, so check "
+            "that containers there reach that host (or set sandbox.setup_network)"
+        )
+    return f"{said}; fix prepare.py"
 
 
 def _last_lines(text: str, count: int) -> str:

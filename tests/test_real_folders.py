@@ -771,3 +771,45 @@ def test_the_time_budget_train_py_really_uses_whatever_its_name(
         assert f"time budget: {note}" in out
     else:
         assert "time budget: train.py" not in out
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            "import urllib.request\n"
+            "urllib.request.urlopen('http://shards.example.com/shard_0.bin', timeout=5)\n",
+            "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name "
+            "resolution>; a download failed: setup runs on Docker network 'none', so check that "
+            "containers there reach that host (or set sandbox.setup_network). Its output ends:",
+        ),
+        (
+            "raise ValueError('expected 25 symbols, found 0 in data/')\n",
+            "ValueError: expected 25 symbols, found 0 in data/; fix prepare.py. Its output ends:",
+        ),
+    ],
+    ids=["download", "bug"],
+)
+def test_a_failed_setup_says_in_its_first_line_what_failed(
+    tmp_path, capsys, no_leftover_containers, body, said
+):
+    task = committed_repo(
+        write_task(
+            tmp_path / "t",
+            {
+                "program.md": "Lower loss.\n",
+                "prepare.py": f"if __name__ == '__main__':\n    exec({body!r})\n",
+                "train.py": "print('loss: 1')\n",
+                "overnight.toml": '[sandbox]\nsetup_network = "none"\n',
+            },
+        )
+    )
+
+    code, out = run_cli("run", str(task), "--tag", "s", capsys=capsys)
+
+    assert code == 2
+    first = next(line for line in out.splitlines() if line.startswith("overnight: "))
+    assert first == (
+        f"overnight: {task / 'prepare.py'}: `python prepare.py` ended with crash (exit 1) in "
+        f"setup: {said}"
+    )
