@@ -163,9 +163,11 @@ def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
 
 
 def _ambiguous(names: Sequence[str], where: str, why: str) -> tuple[str, str]:
+    likely = [n for n in names if _name_direction(n) is not None and not _is_time(n)]
+    example = ([n for n in likely if _parts(n) & _HELD_OUT] or likely or list(names))[0]
     raise TaskError(
         f"cannot tell which number is the metric: {where} has {', '.join(names)} and {why}; "
-        f"add --metric NAME (e.g. --metric {names[0]}) or metric = ... in overnight.toml"
+        f"add --metric NAME (e.g. --metric {example}) or metric = ... in overnight.toml"
     )
 
 

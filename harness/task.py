@@ -21,6 +21,7 @@ from harness.task_facts import (
     budget_facts,
     evaluate_shape,
     imports_from_prepare,
+    printed_by_imported,
     printed_names,
     returned_keys,
 )
@@ -49,6 +50,7 @@ class Task:
     train_uses_evaluate: bool  # train.py imports or calls prepare.py's evaluate itself
     budget: BudgetFacts  # where train.py takes its time budget from, under which name
     printed_names: tuple[str, ...]  # `name: value` lines train.py's source prints
+    printed_by_prepare: tuple[str, ...]  # ...and prepare.py's functions that train.py calls
     returned_keys: tuple[str, ...]  # keys of the dicts evaluate() returns
     toml: dict[str, Any]
     has_dockerfile: bool
@@ -56,6 +58,19 @@ class Task:
     @property
     def has_evaluate(self) -> bool:
         return self.evaluate is not None
+
+    @property
+    def inline_names(self) -> tuple[str, ...]:
+        """The names an inline run may print: train.py's, then those of prepare.py's functions
+        it calls."""
+        extra = [n for n in self.printed_by_prepare if n not in self.printed_names]
+        return (*self.printed_names, *extra)
+
+    @property
+    def printed_where(self) -> str:
+        if any(n not in self.printed_names for n in self.printed_by_prepare):
+            return "the print calls of train.py and of the prepare.py functions it calls"
+        return "train.py's print calls"
 
     @property
     def prepare_hash(self) -> str:
@@ -85,6 +100,7 @@ def load_task(root: Path) -> Task:
         train_uses_evaluate="evaluate" in imports_from_prepare(train),
         budget=budget,
         printed_names=tuple(printed_names(train)),
+        printed_by_prepare=tuple(printed_by_imported(tree, imports_from_prepare(train))),
         returned_keys=tuple(returned_keys(tree)),
         toml=_read_toml(root / CONFIG),
         has_dockerfile=(root / DOCKERFILE).is_file(),

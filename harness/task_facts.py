@@ -154,6 +154,29 @@ def printed_names(tree: ast.Module) -> list[str]:
     return names
 
 
+def printed_by_imported(prepare: ast.Module, imported: set[str]) -> list[str]:
+    """Names printed by prepare.py's top-level functions that train.py imports, and by the
+    functions of prepare.py those call (karpathy-like folders whose fixed `evaluate()` prints
+    the summary block)."""
+    functions = {
+        node.name: node
+        for node in prepare.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    todo, seen = [name for name in sorted(imported) if name in functions], set()
+    names: list[str] = []
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        body = ast.Module(body=[functions[name]], type_ignores=[])
+        names += [n for n in printed_names(body) if n not in names]
+        calls = [n.func for n in ast.walk(functions[name]) if isinstance(n, ast.Call)]
+        todo += [c.id for c in calls if isinstance(c, ast.Name) and c.id in functions]
+    return names
+
+
 def _leading_name(first: ast.expr, more: bool) -> str | None:
     if isinstance(first, ast.JoinedStr) and len(first.values) >= 2:
         head, value = first.values[0], first.values[1]

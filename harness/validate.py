@@ -105,8 +105,8 @@ def _metric_lines(task: Any, settings: Any, problems: list[str]) -> tuple[list[s
     if settings.metric and settings.direction:
         source = f", {settings.metric_source}" if settings.metric_source else ""
         return [f"metric: {settings.metric} ({settings.direction.value}){source}"], settings.metric
-    names = list(task.returned_keys if settings.protected else task.printed_names)
-    where = "evaluate()'s returned keys" if settings.protected else "train.py's print calls"
+    names = list(task.returned_keys if settings.protected else task.inline_names)
+    where = "evaluate()'s returned keys" if settings.protected else task.printed_where
     if not names:
         return [
             f"metric: not declared, and {where} name none; `overnight run` picks it from the "
