@@ -813,3 +813,29 @@ def test_a_failed_setup_says_in_its_first_line_what_failed(
         f"overnight: {task / 'prepare.py'}: `python prepare.py` ended with crash (exit 1) in "
         f"setup: {said}"
     )
+
+
+def test_a_summary_printed_by_prepare_py_for_train_py_names_the_metric(tmp_path, capsys):
+    prepare = (
+        "def _report(auc, acc):\n"
+        "    print('---')\n"
+        "    print(f'val_auc:      {auc:.6f}')\n"
+        "    print(f'val_accuracy: {acc:.6f}')\n\n\n"
+        "def evaluate(model, training_seconds):\n"
+        "    _report(0.9, 0.8)\n"
+        "    print(f'training_seconds: {training_seconds:.1f}')\n"
+    )
+    task = committed_repo(
+        write_task(
+            tmp_path / "tabular",
+            {
+                "program.md": "**The goal: get the highest val_auc.**\n",
+                "prepare.py": prepare,
+                "train.py": "from prepare import evaluate\n\nevaluate(None, 1.0)\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert "metric: val_auc (maximize), inferred: val_auc is the one program.md names" in out
