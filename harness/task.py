@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,42 @@ def _missing_files(root: Path, missing: list[str]) -> str:
             "evaluation and may be as small as `TIME_BUDGET = 300` (`python prepare.py` runs "
             "once as setup; data train.py reads from this folder is there already)"
         )
+    edited = files_program_md_edits(root) if TRAIN in missing and PROGRAM not in missing else []
+    if len(edited) == 1:
+        return (
+            f"{root}: missing train.py; program.md names {edited[0]} as the file to modify, and "
+            f"overnight edits only train.py: rename {edited[0]} to train.py (and say so in "
+            "program.md)"
+        )
+    if edited:
+        return (
+            f"{root}: missing train.py; program.md names {', '.join(edited)} as files to modify, "
+            "and overnight edits one file, train.py: move what the agent may change into it"
+        )
     return f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
+
+
+# "`solve.py` — the file you modify", "features.py — **you modify this.**", "Modify `solve.py`"
+_EDITED = re.compile(
+    r"`?([\w.-]+\.py)`?[^\n]{0,12}?\b(?:the (?:only )?file (?:you|the agent) (?:modify|edit|"
+    r"change)|(?:you|the agent) (?:modify|edit|change)s? this|agent edits)"
+    r"|\b(?:only )?(?:modify|edit) (?:only )?`([\w.-]+\.py)`",
+    re.IGNORECASE,
+)
+
+
+def files_program_md_edits(root: Path) -> list[str]:
+    """The Python files of the folder that program.md says the agent modifies."""
+    try:
+        program = (root / PROGRAM).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found: list[str] = []
+    for match in _EDITED.finditer(program.replace("*", "")):
+        name = match.group(1) or match.group(2)
+        if name not in (PREPARE, TRAIN) and name not in found and (root / name).is_file():
+            found.append(name)
+    return found
 
 
 def task_folders_below(root: Path) -> list[Path]:

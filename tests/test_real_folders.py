@@ -839,3 +839,23 @@ def test_a_summary_printed_by_prepare_py_for_train_py_names_the_metric(tmp_path,
     _, out = run_cli("validate", str(task), capsys=capsys)
 
     assert "metric: val_auc (maximize), inferred: val_auc is the one program.md names" in out
+
+
+def test_a_folder_whose_program_md_edits_another_file_is_told_to_rename_it(tmp_path, capsys):
+    task = write_task(
+        tmp_path / "tsp",
+        {
+            "program.md": "- `prepare.py` — fixed: do not modify.\n"
+            "- `solve.py` — the file you modify. The solver lives here.\n",
+            "prepare.py": "TIME_BUDGET = 300\n",
+            "solve.py": "print('val_cost: 1.5')\n",
+        },
+    )
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert code == 2
+    assert out.strip() == (
+        f"problem: {task}: missing train.py; program.md names solve.py as the file to modify, "
+        "and overnight edits only train.py: rename solve.py to train.py (and say so in program.md)"
+    )
