@@ -526,9 +526,9 @@ def _budget(
 ) -> tuple[float, float, str]:
     """(time budget, hard timeout, a note): the budget train.py will really use."""
     declared, declared_from = _declared("time_budget", "TIME_BUDGET", task, config, overrides)
-    timeout, _ = _declared("timeout", "TIMEOUT", task, config, overrides)
+    timeout, _ = _declared("timeout", _timeout_name(task), task, config, overrides)
     declared = _positive(declared, "time_budget", "TIME_BUDGET", task, problems)
-    timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
+    timeout = _positive(timeout, "timeout", _timeout_name(task), task, problems)
     budget, note = declared or DEFAULT_TIME_BUDGET, ""
     facts = task.budget
     if facts.source in (BudgetSource.PREPARE, BudgetSource.TRAIN):
@@ -557,6 +557,14 @@ def _budget(
             used = seconds
         budget = float(used)
     return budget, timeout or 2 * budget + 60, note
+
+
+# What prepare.py may call the hard limit per training run, besides TIMEOUT.
+TIMEOUT_NAMES = ("TIMEOUT", "HARD_TIMEOUT", "TRAIN_TIMEOUT", "RUN_TIMEOUT", "TIMEOUT_SECONDS")
+
+
+def _timeout_name(task: Task) -> str:
+    return next((n for n in TIMEOUT_NAMES if n in task.prepare_constants), "TIMEOUT")
 
 
 def scoring_mode(task: Task, configured: str | None, problems: list[str]) -> tuple[bool, str]:

@@ -219,6 +219,7 @@ class Experimenter:
         copy_task(self.task.root, [*self.files, *copied], self.task_dir)
         for entry in self._mounted_host_data():  # where the read-only view of it goes
             placeholder = self.task_dir / entry.name
+            placeholder.parent.mkdir(parents=True, exist_ok=True)
             if entry.is_dir:
                 placeholder.mkdir()
             else:
@@ -351,7 +352,7 @@ class Experimenter:
 
     def _task_view(self, size: int, with_train: Path | None) -> list[Mount | ScratchMount | Tmpfs]:
         """The task folder and HOME as setup left them, read-only over writable folders."""
-        own = tuple(entry.name for entry in self._mounted_host_data())
+        own = tuple(e.name for e in self._mounted_host_data() if "/" not in e.name)
         mounts: list[Mount | ScratchMount | Tmpfs] = [
             *layered(self.task_dir, TASK_DIR, size, exclude=(TRAIN, *own)),
             *self._host_data_mounts(),

@@ -30,7 +30,7 @@ COPY_LIMIT = 2**30  # an entry up to this size is copied into setup's folder, a 
 
 @dataclass(frozen=True)
 class HostEntry:
-    name: str  # the top-level entry, relative to the task folder
+    name: str  # relative to the task folder: a top-level entry, or one inside a tracked folder
     path: Path  # where it is on this machine (a symbolic link resolved)
     named_by: str  # the file that names it
     is_dir: bool
@@ -53,14 +53,16 @@ class HostEntry:
 
 
 def host_entries(task_dir: Path) -> list[HostEntry]:
-    """The ignored top-level entries of the task folder that its Python files name."""
+    """The ignored entries of the task folder that its Python files name (by their last
+    component: `DATA_DIR / "cities.csv"` names `data/cities.csv`)."""
     ignored = _ignored_top_level(task_dir)
     if not ignored:
         return []
     strings = _strings_by_file(task_dir)
     found = []
     for name in ignored:
-        named_by = next((f for f, parts in strings.items() if name in parts), None)
+        base = name.rsplit("/", 1)[-1]
+        named_by = next((f for f, parts in strings.items() if base in parts), None)
         path = task_dir / name
         if named_by is None or not path.exists():
             continue
@@ -134,7 +136,8 @@ def _walk(entry: HostEntry) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _ignored_top_level(task_dir: Path) -> list[str]:
-    """Top-level entries git ignores as a whole (`data/`, `prices.parquet`)."""
+    """Entries git ignores as a whole, relative to the task folder: `data/`, `prices.parquet`,
+    or `data/cities.csv` in a folder that also has tracked files."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"],
         cwd=task_dir,
@@ -145,7 +148,8 @@ def _ignored_top_level(task_dir: Path) -> list[str]:
     names = []
     for item in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
         name = item.removesuffix("/")
-        if not name or "/" in name or name.startswith(".") or name in _TOOL_FOLDERS:
+        parts = name.split("/")
+        if not name or any(p.startswith(".") or p in _TOOL_FOLDERS for p in parts):
             continue
         names.append(name)
     return sorted(set(names))
