@@ -859,3 +859,64 @@ def test_a_folder_whose_program_md_edits_another_file_is_told_to_rename_it(tmp_p
         f"problem: {task}: missing train.py; program.md names solve.py as the file to modify, "
         "and overnight edits only train.py: rename solve.py to train.py (and say so in program.md)"
     )
+
+
+KAGGLE_PREPARE = """from pathlib import Path
+
+TIME_BUDGET = 300
+HARD_TIMEOUT = 600  # the runner kills a solve after this long
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def load_cities():
+    rows = (DATA_DIR / "cities.csv").read_text().split()[1:]
+    return [tuple(float(v) for v in row.split(",")[1:]) for row in rows]
+
+
+if __name__ == "__main__":
+    print(f"{len(load_cities())} cities")
+"""
+
+KAGGLE_TRAIN = """from prepare import TIME_BUDGET, load_cities
+
+cities = load_cities()
+tour = sorted(range(len(cities)), key=lambda i: cities[i][0])
+cost = sum(abs(cities[a][0] - cities[b][0]) + abs(cities[a][1] - cities[b][1])
+           for a, b in zip(tour, tour[1:]))
+print("---")
+print(f"val_cost: {cost:.4f}")
+"""
+
+
+@pytest.mark.parametrize("copy_limit", [None, 0], ids=["copied", "mounted-read-only"])
+def test_a_downloaded_file_ignored_inside_a_tracked_folder_comes_along(
+    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit
+):
+    import harness.host_data
+
+    if copy_limit is not None:
+        monkeypatch.setattr(harness.host_data, "COPY_LIMIT", copy_limit)
+    task = committed_repo(
+        write_task(
+            tmp_path / "santa",
+            {
+                "program.md": "The goal: minimise val_cost.\n",
+                "prepare.py": KAGGLE_PREPARE,
+                "train.py": KAGGLE_TRAIN,
+                ".gitignore": "data/cities.csv\n",
+            },
+        )
+    )
+    write_task(task / "data", {"README.md": "Download cities.csv from Kaggle into here.\n"})
+    git(task, "-c", "user.name=u", "-c", "user.email=u@x", "add", "data/README.md")
+    git(task, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "data readme")
+    (task / "data" / "cities.csv").write_text("CityId,X,Y\n0,0,0\n1,3,1\n2,1,2\n")
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+    assert "data: data/cities.csv is ignored by git but prepare.py names it: " in out
+    assert "time budget: 300s, hard timeout: 600s per training run" in out
+
+    code, out = run_cli("run", str(task), "--tag", "k", "--max-experiments", "0", capsys=capsys)
+
+    assert code == 0, out
+    assert [(r.status, r.metric) for r in results(task, "k")] == [(Verdict.KEEP, 6.0)]
