@@ -35,6 +35,7 @@ _NOT_KNOB_KEYWORDS = {
     "protocol", "dpi", "figsize", "fontsize", "linewidth", "lw", "markersize", "start", "stop",
     "end", "step", "base", "level", "width", "precision", "maxsplit", "max_workers", "chunksize",
     "default", "nrows", "skiprows", "header", "index_col", "ncols", "pad", "padding_idx",
+    "ignore_index", "in_features", "in_channels", "num_embeddings", "fill_value", "minlength",
 }  # fmt: skip
 # Calls whose numbers are output, plumbing or arithmetic, never the model's knobs.
 _NOT_KNOB_CALLS = {
