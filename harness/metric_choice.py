@@ -146,6 +146,10 @@ def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
         if len(ranked) == 1 or strong[ranked[0]] >= 2 * strong[ranked[1]]:
             return ranked[0], f'{ranked[0]} is the one program.md names: "{scored[ranked[0]][2]}"'
         return _ambiguous(names, where, f"program.md names {' and '.join(ranked[:3])} as goals")
+    spelled = {s.lower() for n in names for s in _spellings(n)}
+    missing = [g for g in _named_goals(program) if g.lower() not in spelled]
+    if missing:  # the goal is something else: the output or program.md is out of date
+        return _ambiguous(names, where, f"the goal program.md names, {missing[0]}, is not one")
     mentioned = {n: m for n, (_, m, _) in scored.items() if m}
     if len(mentioned) == 1:
         name = next(iter(mentioned))
@@ -160,6 +164,18 @@ def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
     if not quality and len(timings) == 1:
         return timings[0], f"{timings[0]} is the only timing printed"
     return _ambiguous(names, where, "program.md names none of them as the goal")
+
+
+_GOAL_NAME = re.compile(
+    r"\b(?:lowest|highest|maximi[sz]e|minimi[sz]e|optimi[sz]e)\s+(?:the\s+)?`?"
+    r"([A-Za-z][\w@.]*_[\w@.]*|[A-Za-z]\w*@\w+)`?",
+    re.IGNORECASE,
+)
+
+
+def _named_goals(program: str) -> list[str]:
+    """Identifiers program.md sets as the goal ("get the highest val_auc")."""
+    return list(dict.fromkeys(m.group(1).rstrip(".") for m in _GOAL_NAME.finditer(program)))
 
 
 def _ambiguous(names: Sequence[str], where: str, why: str) -> tuple[str, str]:
@@ -226,9 +242,12 @@ def _mentions(name: str, program: str, as_goal: bool = False) -> tuple[int, int,
     `as_goal`: only mentions that could name the goal (see _counts_as_goal)."""
     pattern = _mention_pattern(name)
     strong, total, telling, first = 0, 0, "", ""
+    code = _fenced_spans(program) if as_goal else []
     for match in pattern.finditer(program):
         if as_goal and not _counts_as_goal(name, program, match.start(), match.end()):
             continue
+        if any(start <= match.start() < end for start, end in code):
+            continue  # an example of the output lists every name: it names no goal
         total += 1
         said = _snippet(program, match.start(), match.end())
         if not first or (not _GOAL_TALK.search(first) and _GOAL_TALK.search(said)):
@@ -237,6 +256,11 @@ def _mentions(name: str, program: str, as_goal: bool = False) -> tuple[int, int,
             strong += 1
             telling = telling or _snippet(program, match.start(), match.end())
     return strong, total, telling or first
+
+
+def _fenced_spans(program: str) -> list[tuple[int, int]]:
+    """Where program.md's fenced code blocks (```) are."""
+    return [m.span() for m in re.finditer(r"^```.*?^```", program, re.MULTILINE | re.DOTALL)]
 
 
 def _direction(name: str, program: str) -> tuple[Direction | None, str]:

@@ -199,3 +199,28 @@ def test_nothing_printed_says_how_to_print_a_metric() -> None:
         infer_metric([], "Lower loss.")
 
     assert 'print(f"val_loss: {loss:.6f}")' in str(raised.value)
+
+
+OUT_OF_DATE = """**The goal: get the highest val_auc.** Higher is better.
+
+The script prints a summary like:
+
+```
+---
+val_accuracy:     0.856700
+val_auc:          0.923400
+training_seconds: 45.3
+```
+"""
+
+
+def test_a_goal_that_is_not_printed_is_named_and_the_output_example_is_no_goal() -> None:
+    """A folder whose prepare.py was swapped for a regression example: the goal program.md
+    names is not printed, and training_seconds, in program.md only as an example of the output,
+    must not become the metric."""
+    with pytest.raises(TaskError) as raised:
+        infer_metric(["val_rmse", "val_r2", "training_seconds"], OUT_OF_DATE)
+
+    message = str(raised.value)
+    assert "the goal program.md names, val_auc, is not one" in message
+    assert "--metric val_rmse" in message
