@@ -619,9 +619,13 @@ def synced_folder(tmp_path):
     return task
 
 
-@pytest.mark.parametrize("copy_limit", [None, 0], ids=["copied", "mounted-read-only"])
+@pytest.mark.parametrize(
+    ("copy_limit", "backend"),
+    [(None, "docker"), (0, "docker"), (0, "local")],
+    ids=["copied", "mounted-read-only", "mounted-local-sandbox"],
+)
 def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_training(
-    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit
+    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit, backend
 ):
     import harness.host_data
 
@@ -638,7 +642,17 @@ def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_t
         assert said + "at 31 bytes (over 0 bytes) it is not copied; every container sees it " in out
     assert ".env" not in out and ".cache" not in out
 
-    code, out = run_cli("run", str(task), "--tag", "h", "--max-experiments", "1", capsys=capsys)
+    code, out = run_cli(
+        "run",
+        str(task),
+        "--tag",
+        "h",
+        "--max-experiments",
+        "1",
+        "--sandbox",
+        backend,
+        capsys=capsys,
+    )
 
     assert code == 0, out
     rows = results(task, "h")
@@ -650,7 +664,8 @@ def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_t
     setup = next(p for p in (task / ".overnight/cache").iterdir() if p.name.startswith("setup-"))
     assert not (setup / "task" / ".env").exists()
     assert (setup / "task" / ".cache" / "features.json").exists()  # setup wrote next to itself
-    assert (setup / "task" / "data" / "raw").exists() is (copy_limit is None)
+    if backend == "docker":  # the local sandbox copies what a run wrote back, mounts included
+        assert (setup / "task" / "data" / "raw").exists() is (copy_limit is None)
 
 
 LIBRARY_PREPARE = '''"""Fixed infrastructure: the dataset, the reward, the sandbox. Imported by train.py."""
