@@ -117,8 +117,8 @@ def _reassigned(tree: ast.Module) -> set[str]:
                     bump = 2 if isinstance(node, ast.AugAssign) else 1
                     seen[name.id] = seen.get(name.id, 0) + bump
         if isinstance(node, ast.Global | ast.Nonlocal):
-            for name in node.names:
-                seen[name] = seen.get(name, 0) + 2
+            for declared in node.names:
+                seen[declared] = seen.get(declared, 0) + 2
     return {name for name, count in seen.items() if count > 1}
 
 
