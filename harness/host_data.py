@@ -152,7 +152,9 @@ def _ignored_top_level(task_dir: Path) -> list[str]:
         if not name or any(p.startswith(".") or p in _TOOL_FOLDERS for p in parts):
             continue
         names.append(name)
-    return sorted(set(names))
+    names = sorted(set(names))
+    inside = {n for n in names if any(n.startswith(f"{other}/") for other in names)}
+    return [n for n in names if n not in inside]  # `data/` already brings `data/cities.csv`
 
 
 def _strings_by_file(task_dir: Path) -> dict[str, set[str]]:

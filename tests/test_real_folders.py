@@ -935,3 +935,25 @@ def test_a_downloaded_file_ignored_inside_a_tracked_folder_comes_along(
 
     assert code == 0, out
     assert [(r.status, r.metric) for r in results(task, "k")] == [(Verdict.KEEP, 6.0)]
+
+
+def test_a_task_in_a_subfolder_of_its_repository_brings_each_ignored_entry_once(tmp_path):
+    from harness.host_data import host_entries
+
+    repo = tmp_path / "research"
+    task = write_task(
+        repo / "tsp_heuristic",
+        {
+            "program.md": "x",
+            "prepare.py": 'CITIES = "data/cities.csv"\n',
+            "train.py": "",
+            ".gitignore": "data/cities.csv\n.cache/\n",
+        },
+    )
+    committed_repo(repo)
+    write_task(task / "data", {"cities.csv": "CityId,X,Y\n"})
+    write_task(task / ".cache", {"tour.npy": "x"})
+
+    assert [(e.name, e.named_by, e.copied) for e in host_entries(task)] == [
+        ("data", "prepare.py", True)
+    ]
