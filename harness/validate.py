@@ -53,7 +53,7 @@ def validate(task_dir: Path, out: Any = print, overrides: Overrides | None = Non
         out(f"time budget: {settings.time_budget_note}")
     for line in _setup_lines(task, settings):
         out(line)
-    for line in _host_data_lines(task, problems):
+    for line in _host_data_lines(task, settings.protected, problems):
         out(line)
     for line in _needs(task, settings, problems):
         out(line)
@@ -218,7 +218,7 @@ def _setup_lines(task: Any, settings: Any) -> list[str]:
     return lines
 
 
-def _host_data_lines(task: Any, problems: list[str]) -> list[str]:
+def _host_data_lines(task: Any, protected: bool, problems: list[str]) -> list[str]:
     """The checkout's ignored data that the task's code names, brought along as it lies."""
     from harness.host_data import COPY_LIMIT, host_entries, size_text, unreadable
 
@@ -244,7 +244,7 @@ def _host_data_lines(task: Any, problems: list[str]) -> list[str]:
                     f"{task.root / blocked}: other users cannot read it, and the containers run "
                     f"as another user: chmod -R o+rX {task.root / entry.name}"
                 )
-        if task.has_evaluate:
+        if protected:
             lines.append(
                 f"data: training sees {entry.name}{kind} too; keep held-out data in "
                 "OVERNIGHT_PRIVATE_DIR, which only the evaluator reads"
