@@ -641,6 +641,7 @@ def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_t
     else:
         assert said + "at 31 bytes (over 0 bytes) it is not copied; every container sees it " in out
     assert ".env" not in out and ".cache" not in out
+    assert "training sees data/ too" not in out  # inline: no held-out data to warn about
 
     code, out = run_cli(
         "run",
