@@ -22,8 +22,8 @@ from harness.providers.registry import model_provider_list
 from harness.seams import Direction
 from harness.sizes import ByteSize
 from harness.strict import Strict
-from harness.task import CONFIG, PREPARE, NotLiteral, Task
-from harness.task_facts import BudgetSource
+from harness.task import CONFIG, PREPARE, TRAIN, NotLiteral, Task
+from harness.task_facts import BudgetSource, budget_seconds
 from harness.workers import Machine, PlanError, WorkerPlan, gpu_slots, plan_workers
 
 DEFAULT_TIME_BUDGET = 300.0
@@ -430,14 +430,16 @@ def resolve_settings(
 def _workers(task: Task, sandbox: SandboxConfig, executor: ExecutorConfig) -> WorkerPlan:
     """N workers, their GPU slots, and each container's share of the machine."""
     try:
-        slots = gpu_slots(sandbox.gpus, sandbox.gpus_per_experiment)
+        # On a Ray cluster each experiment asks Ray for its GPUs (num_gpus), on whichever node.
+        ray = executor.kind == "ray"
+        slots = None if ray else gpu_slots(sandbox.gpus, sandbox.gpus_per_experiment)
         return plan_workers(
             executor.workers,
             slots,
             sandbox.cpus,
             sandbox.memory,
             frozenset(sandbox.model_fields_set),
-            None if executor.kind == "ray" else Machine.this(),
+            None if ray else Machine.this(),
         )
     except PlanError as err:
         raise TaskError(f"{task.root / CONFIG}: {err}") from None
@@ -526,26 +528,45 @@ def _budget(
 ) -> tuple[float, float, str]:
     """(time budget, hard timeout, a note): the budget train.py will really use."""
     declared, declared_from = _declared("time_budget", "TIME_BUDGET", task, config, overrides)
-    timeout, _ = _declared("timeout", "TIMEOUT", task, config, overrides)
+    timeout, _ = _declared("timeout", _timeout_name(task), task, config, overrides)
     declared = _positive(declared, "time_budget", "TIME_BUDGET", task, problems)
-    timeout = _positive(timeout, "timeout", "TIMEOUT", task, problems)
+    timeout = _positive(timeout, "timeout", _timeout_name(task), task, problems)
     budget, note = declared or DEFAULT_TIME_BUDGET, ""
-    if task.budget_source is BudgetSource.PREPARE:
-        constant = task.prepare_constants.get("TIME_BUDGET")
+    facts = task.budget
+    if facts.source in (BudgetSource.PREPARE, BudgetSource.TRAIN):
+        name, home = facts.name, PREPARE if facts.source is BudgetSource.PREPARE else TRAIN
+        constant = task.prepare_constants.get(name) if home == PREPARE else facts.value
         used = constant.default if isinstance(constant, NotLiteral) else constant
+        uses = f"imports {name} from {PREPARE}" if home == PREPARE else f"sets its own {name}"
         if not isinstance(used, int | float) or isinstance(used, bool) or used <= 0:
             used = DEFAULT_TIME_BUDGET
             note = (
-                f"train.py imports TIME_BUDGET from {PREPARE}, whose value cannot be read without "
+                f"train.py {uses}, whose value cannot be read without "
                 f"running it; assuming {used:g}s (set timeout in {CONFIG} if it is longer)"
             )
-        elif declared is not None and declared_from != PREPARE and declared != used:
-            note = (
-                f"train.py imports TIME_BUDGET = {used:g} from {PREPARE}, so time_budget = "
-                f"{declared:g} ({declared_from}) cannot reach it; the hard timeout follows {used:g}s"
-            )
+        else:
+            seconds = budget_seconds(name, float(used))
+            unit = "" if seconds == used else f" ({seconds:g}s)"
+            used_text = f"{name} = {used:g}{unit}"
+            said = f"train.py {uses.replace(name, used_text, 1)}"
+            if declared is not None and declared_from != PREPARE and declared != seconds:
+                note = (
+                    f"{said}, so time_budget = {declared:g} ({declared_from}) cannot reach it; "
+                    f"the hard timeout follows {seconds:g}s"
+                )
+            elif name != "TIME_BUDGET" or home == TRAIN:
+                note = f"{said}; the hard timeout follows it"
+            used = seconds
         budget = float(used)
     return budget, timeout or 2 * budget + 60, note
+
+
+# What prepare.py may call the hard limit per training run, besides TIMEOUT.
+TIMEOUT_NAMES = ("TIMEOUT", "HARD_TIMEOUT", "TRAIN_TIMEOUT", "RUN_TIMEOUT", "TIMEOUT_SECONDS")
+
+
+def _timeout_name(task: Task) -> str:
+    return next((n for n in TIMEOUT_NAMES if n in task.prepare_constants), "TIMEOUT")
 
 
 def scoring_mode(task: Task, configured: str | None, problems: list[str]) -> tuple[bool, str]:

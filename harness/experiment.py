@@ -35,6 +35,8 @@ from typing import Protocol
 import sandbox
 from harness.config import Settings
 from harness.errors import TaskError
+from harness.host_data import HostEntry, host_entries
+from harness.host_data import fingerprint as host_data_fingerprint
 from harness.metric_choice import printed_metric, printed_metrics
 from harness.seams import (
     Mount,
@@ -174,7 +176,10 @@ class Experimenter:
         self.image = image
         self.say = say
         self.files = task_files(task.root)
+        self.host_data = host_entries(task.root)
         fingerprint = files_fingerprint(task.root, self.files)
+        if self.host_data:
+            fingerprint += host_data_fingerprint(self.host_data)
         digest = hashlib.sha256(f"{task.prepare_hash}{fingerprint}".encode()).hexdigest()
         key = f"{digest[:16]}-{re.sub(r'[^A-Za-z0-9]+', '_', image)}"
         self.setup_dir = cache / f"setup-{key}"
@@ -210,7 +215,15 @@ class Experimenter:
         if self.setup_dir.exists():
             shutil.rmtree(self.setup_dir)
         self.runner_dir.mkdir(parents=True)
-        copy_task(self.task.root, self.files, self.task_dir)
+        copied = [name for entry in self.host_data if entry.copied for name in entry.files()]
+        copy_task(self.task.root, [*self.files, *copied], self.task_dir)
+        for entry in self._mounted_host_data():  # where the read-only view of it goes
+            placeholder = self.task_dir / entry.name
+            placeholder.parent.mkdir(parents=True, exist_ok=True)
+            if entry.is_dir:
+                placeholder.mkdir()
+            else:
+                placeholder.touch()
         (self.task_dir / PREPARE).write_text(self.task.prepare_source, encoding="utf-8")
         (self.task_dir / TRAIN).write_text(self.task.train_source, encoding="utf-8")
         for folder in (self.home_dir, self.data_dir, self.private_dir):
@@ -223,8 +236,8 @@ class Experimenter:
         if result.status is not RunStatus.OK:
             raise SetupFailed(
                 f"{self.task.root / PREPARE}: `python prepare.py` ended with {result.status.value} "
-                f"(exit {result.exit_code}) in setup; fix prepare.py. Its output ends:\n"
-                + _last_lines(result.output_tail, 15)
+                f"(exit {result.exit_code}) in setup{_setup_failure(result.output_tail, self.settings)}"
+                ". Its output ends:\n" + _last_lines(result.output_tail, 15)
             )
         if snapshot(self.task_dir) == before and not any(
             any(folder.iterdir()) for folder in (self.home_dir, self.data_dir, self.private_dir)
@@ -248,6 +261,7 @@ class Experimenter:
                 Mount(self.runner_dir, HARNESS_DIR),
                 Mount(self.data_dir, DATA_DIR, read_only=False),
                 Mount(self.private_dir, PRIVATE_DIR, read_only=False),
+                *self._host_data_mounts(),
             ],
             env={
                 **_BASE_ENV,
@@ -338,13 +352,23 @@ class Experimenter:
 
     def _task_view(self, size: int, with_train: Path | None) -> list[Mount | ScratchMount | Tmpfs]:
         """The task folder and HOME as setup left them, read-only over writable folders."""
+        own = tuple(e.name for e in self._mounted_host_data() if "/" not in e.name)
         mounts: list[Mount | ScratchMount | Tmpfs] = [
-            *layered(self.task_dir, TASK_DIR, size, exclude=(TRAIN,)),
+            *layered(self.task_dir, TASK_DIR, size, exclude=(TRAIN, *own)),
+            *self._host_data_mounts(),
             *layered(self.home_dir, HOME_DIR, size, shared=SHARED_HOME_FOLDERS),
         ]
         if with_train is not None:
             mounts.append(Mount(with_train / TRAIN, f"{TASK_DIR}/{TRAIN}"))
         return mounts
+
+    def _mounted_host_data(self) -> list[HostEntry]:
+        return [entry for entry in self.host_data if not entry.copied]
+
+    def _host_data_mounts(self) -> list[Mount]:
+        """The author's ignored data that the task's code names and that is too large to copy,
+        read-only where it lies in the checkout (see harness/host_data.py)."""
+        return [Mount(e.path, f"{TASK_DIR}/{e.name}") for e in self._mounted_host_data()]
 
     def _train(
         self, code: Path, output: Scratch, devices: tuple[str, ...] | None = None
@@ -508,6 +532,32 @@ def _finite(value: int | float) -> float | None:
 
 def _ended(evaluation: RunResult) -> str:
     return f"the evaluator ended with {evaluation.status.value} (exit {evaluation.exit_code})"
+
+
+# What a failed download says, in the words of urllib, requests, curl and the resolver.
+_NETWORK_FAILURE = re.compile(
+    r"Could not resolve host|Temporary failure in name resolution|Name or service not known|"
+    r"nodename nor servname|getaddrinfo failed|Network is unreachable|No route to host|"
+    r"Connection refused|Connection timed out|Failed to establish a new connection|"
+    r"Max retries exceeded|URLError|ConnectTimeout|ConnectionError|DNSError|"
+    r"Could not connect to|SSL: CERTIFICATE_VERIFY_FAILED",
+    re.IGNORECASE,
+)
+_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit)\b.*", re.M)
+
+
+def _setup_failure(output: str, settings: Settings) -> str:
+    """What failed in setup, said after its status: the exception, and whether it was the
+    network (then the fix is the network, not prepare.py)."""
+    raised = _RAISED.findall(output)
+    said = f": {' '.join(raised[-1].split())[:240].rstrip('.')}" if raised else ""
+    if _NETWORK_FAILURE.search(output):
+        network = settings.sandbox.setup_network
+        return (
+            f"{said}; a download failed: setup runs on Docker network {network!r}, so check "
+            "that containers there reach that host (or set sandbox.setup_network)"
+        )
+    return f"{said}; fix prepare.py"
 
 
 def _last_lines(text: str, count: int) -> str:

@@ -30,13 +30,13 @@ def init_task(task_dir: Path, overrides: Overrides, out: Callable[[str], None] =
     settings = resolve_settings(task, overrides)
     metric, direction, why = settings.metric, settings.direction, settings.metric_source
     if metric is None or direction is None:
-        names = list(task.returned_keys if settings.protected else task.printed_names)
+        names = list(task.returned_keys if settings.protected else task.inline_names)
         if not names:
             raise TaskError(
                 f'{task.root / "train.py"}: no `print(f"name: {{value}}")` line names a metric, '
                 "so init cannot choose one; pass --metric NAME --direction minimize|maximize"
             )
-        where = "evaluate()'s returned keys" if settings.protected else "train.py's print calls"
+        where = "evaluate()'s returned keys" if settings.protected else task.printed_where
         choice = infer_metric(names, task.program, metric, direction, where)
         metric, direction, why = choice.metric, choice.direction, f"inferred: {choice.reason}"
     path = task.root / CONFIG

@@ -73,6 +73,22 @@ _NAME_WORDS = {
 }  # fmt: skip
 _TIME_WORDS = {"seconds", "secs", "sec", "time", "latency", "runtime", "duration", "ms"}
 _HELD_OUT = {"val", "valid", "validation", "test", "eval", "holdout", "heldout", "final"}
+# A leading word that says which value of a quantity a name is: `trained_pass_at_1` is pass@1
+# after training, so program.md's "pass@1" names it.
+_QUALIFIERS = _HELD_OUT | {"trained", "best", "mean", "avg", "average", "overall", "new", "after"}
+# A leading word that makes a name the reference or a difference, never the candidate's own
+# value: `baseline_acc` beside `acc`, `delta_pass_at_1` beside `trained_pass_at_1`.
+_REFERENCES = {
+    "baseline", "base", "initial", "init", "start", "reference", "ref", "prev", "previous",
+    "before", "pre", "delta", "diff", "change", "gain", "improvement",
+}  # fmt: skip
+_GOAL_TALK = re.compile(r"\b(?:metric|goal|objective|target|improve[sd]?|better)\b", re.I)
+# A plain word printed as a setting (`model: gpt2`, `depth: 8`) names the goal only in code
+# (`depth`) or right after a goal verb ("maximize fitness"), never as ordinary prose.
+_GOAL_VERB = re.compile(
+    r"\b(?:maximi[sz]e|minimi[sz]e|optimi[sz]e|lowest|highest|best)\W+(?:\w+\W+){0,2}$",
+    re.IGNORECASE,
+)
 
 
 def infer_metric(
@@ -122,13 +138,18 @@ def _declared(metric: str, names: Sequence[str], where: str) -> str:
 
 
 def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
-    scored = {name: _mentions(name, program) for name in names}
+    names = _without_references(names)
+    scored = {name: _mentions(name, program, as_goal=True) for name in names}
     strong = {n: s for n, (s, _, _) in scored.items() if s}
     if strong:
         ranked = sorted(strong, key=lambda n: strong[n], reverse=True)
         if len(ranked) == 1 or strong[ranked[0]] >= 2 * strong[ranked[1]]:
             return ranked[0], f'{ranked[0]} is the one program.md names: "{scored[ranked[0]][2]}"'
         return _ambiguous(names, where, f"program.md names {' and '.join(ranked[:3])} as goals")
+    spelled = {s.lower() for n in names for s in _spellings(n)}
+    missing = [g for g in _named_goals(program) if g.lower() not in spelled]
+    if missing:  # the goal is something else: the output or program.md is out of date
+        return _ambiguous(names, where, f"the goal program.md names, {missing[0]}, is not one")
     mentioned = {n: m for n, (_, m, _) in scored.items() if m}
     if len(mentioned) == 1:
         name = next(iter(mentioned))
@@ -145,31 +166,105 @@ def _choose(names: Sequence[str], program: str, where: str) -> tuple[str, str]:
     return _ambiguous(names, where, "program.md names none of them as the goal")
 
 
+_GOAL_NAME = re.compile(
+    r"\b(?:lowest|highest|maximi[sz]e|minimi[sz]e|optimi[sz]e)\s+(?:the\s+)?`?"
+    r"([A-Za-z][\w@.]*_[\w@.]*|[A-Za-z]\w*@\w+)`?",
+    re.IGNORECASE,
+)
+
+
+def _named_goals(program: str) -> list[str]:
+    """Identifiers program.md sets as the goal ("get the highest val_auc")."""
+    return list(dict.fromkeys(m.group(1).rstrip(".") for m in _GOAL_NAME.finditer(program)))
+
+
 def _ambiguous(names: Sequence[str], where: str, why: str) -> tuple[str, str]:
+    likely = [n for n in names if _name_direction(n) is not None and not _is_time(n)]
+    example = ([n for n in likely if _parts(n) & _HELD_OUT] or likely or list(names))[0]
     raise TaskError(
         f"cannot tell which number is the metric: {where} has {', '.join(names)} and {why}; "
-        f"add --metric NAME (e.g. --metric {names[0]}) or metric = ... in overnight.toml"
+        f"add --metric NAME (e.g. --metric {example}) or metric = ... in overnight.toml"
     )
 
 
-def _mentions(name: str, program: str) -> tuple[int, int, str]:
-    """(mentions with a direction word nearby, all mentions, the first telling snippet)."""
-    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE)
-    strong, total, snippet = 0, 0, ""
+def _without_references(names: Sequence[str]) -> list[str]:
+    """The names less each baseline or difference of a quantity also printed as itself."""
+    cores = {_core(n) for n in names if _parts_list(n)[:1] and _parts_list(n)[0] not in _REFERENCES}
+    return [
+        n
+        for n in names
+        if not (_parts_list(n) and _parts_list(n)[0] in _REFERENCES and _core(n) in cores)
+    ] or list(names)
+
+
+def _core(name: str) -> str:
+    """The name without one leading qualifier or reference word: `trained_pass_at_1` ->
+    `pass_at_1`."""
+    parts = re.split(r"[_.-]", name, maxsplit=1)
+    if len(parts) == 2 and parts[0].lower() in _QUALIFIERS | _REFERENCES and parts[1]:
+        return parts[1]
+    return name
+
+
+def _spellings(name: str) -> list[str]:
+    """How program.md may write a printed name: as printed, `pass_at_1` as pass@1, and the
+    same without a leading qualifier (when that leaves more than a plain word)."""
+    found = [name]
+    core = _core(name)
+    if core != name and not _is_plain(core):
+        found.append(core)
+    for spelled in list(found):
+        at = re.sub(r"_at_(?=\w)", "@", spelled, flags=re.IGNORECASE)
+        if at != spelled:
+            found.append(at)
+    return found
+
+
+def _mention_pattern(name: str) -> re.Pattern[str]:
+    spelled = "|".join(re.escape(s) for s in sorted(_spellings(name), key=len, reverse=True))
+    return re.compile(rf"(?<![\w.@])(?:{spelled})(?![\w@])", re.IGNORECASE)
+
+
+def _is_plain(name: str) -> bool:
+    """An ordinary word (`model`, `depth`), which prose uses for other things."""
+    return name.isalpha()
+
+
+def _counts_as_goal(name: str, program: str, start: int, end: int) -> bool:
+    if not _is_plain(name) or _name_direction(name) is not None:
+        return True
+    in_code = program[start - 1 : start] == "`" and program[end : end + 1] == "`"
+    return in_code or bool(_GOAL_VERB.search(program, max(0, start - 40), start))
+
+
+def _mentions(name: str, program: str, as_goal: bool = False) -> tuple[int, int, str]:
+    """(mentions with a direction word nearby, all mentions, the first telling snippet).
+    `as_goal`: only mentions that could name the goal (see _counts_as_goal)."""
+    pattern = _mention_pattern(name)
+    strong, total, telling, first = 0, 0, "", ""
+    code = _fenced_spans(program) if as_goal else []
     for match in pattern.finditer(program):
+        if as_goal and not _counts_as_goal(name, program, match.start(), match.end()):
+            continue
+        if any(start <= match.start() < end for start, end in code):
+            continue  # an example of the output lists every name: it names no goal
         total += 1
+        said = _snippet(program, match.start(), match.end())
+        if not first or (not _GOAL_TALK.search(first) and _GOAL_TALK.search(said)):
+            first = said  # the first mention, or the first that talks about the goal
         if _nearest_cue(program, match.start(), match.end()) is not None:
             strong += 1
-            snippet = snippet or _snippet(program, match.start(), match.end())
-    if not snippet and total:
-        first = pattern.search(program)
-        assert first is not None
-        snippet = _snippet(program, first.start(), first.end())
-    return strong, total, snippet
+            telling = telling or _snippet(program, match.start(), match.end())
+    return strong, total, telling or first
+
+
+def _fenced_spans(program: str) -> list[tuple[int, int]]:
+    """Where program.md's fenced code blocks (```) are."""
+    return [m.span() for m in re.finditer(r"^```.*?^```", program, re.MULTILINE | re.DOTALL)]
 
 
 def _direction(name: str, program: str) -> tuple[Direction | None, str]:
-    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE)
+    pattern = _mention_pattern(name)
     votes = {Direction.MINIMIZE: 0, Direction.MAXIMIZE: 0}
     quotes: dict[Direction, str] = {}
     for match in pattern.finditer(program):
@@ -219,7 +314,11 @@ def _is_time(name: str) -> bool:
 
 
 def _parts(name: str) -> set[str]:
-    return {p for p in re.split(r"[^a-z0-9]+", name.lower()) if p}
+    return set(_parts_list(name))
+
+
+def _parts_list(name: str) -> list[str]:
+    return [p for p in re.split(r"[^a-z0-9]+", name.lower()) if p]
 
 
 def _snippet(text: str, start: int, end: int) -> str:

@@ -107,6 +107,15 @@ class RayMeasurer:
                 "--executor ray needs Ray on this machine: pip install 'overnight[ray]'"
             )
         self.experimenter = experimenter
+        mounted = [entry for entry in experimenter.host_data if not entry.copied]
+        if mounted:
+            entry = mounted[0]
+            raise TaskError(
+                f"{entry.path}: {entry.size / 2**30:.1f} GiB that git ignores and "
+                f"{entry.named_by} reads is mounted from this machine, which Ray's other nodes "
+                "cannot see; make it smaller than 1 GiB (it then travels with the setup), have "
+                "prepare.py fetch it, or run without --executor ray"
+            )
         self.address = self.settings.executor.address
         if self.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
             raise TaskError(
@@ -363,6 +372,7 @@ class NodeExperimenter(Experimenter):
             task, settings, sandbox, image, say,
         )  # fmt: skip
         self.files = []
+        self.host_data = []  # what git ignores came in the setup's copy (the rest is refused)
         self.setup_dir = setup_dir
         self.call_train = uses_call_train(task.prepare_source)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,12 @@ from typing import Any
 
 from harness.errors import TaskError
 from harness.task_facts import (
-    BudgetSource,
+    BudgetFacts,
     EvaluateShape,
-    budget_source,
+    budget_facts,
     evaluate_shape,
     imports_from_prepare,
+    printed_by_imported,
     printed_names,
     returned_keys,
 )
@@ -33,7 +35,16 @@ PROGRAM, TRAIN, PREPARE, CONFIG, DOCKERFILE = (
     "Dockerfile",
 )
 TASK_FILES = (PROGRAM, TRAIN, PREPARE)
-PREPARE_CONSTANTS = ("METRIC", "DIRECTION", "TIME_BUDGET", "TIMEOUT")
+PREPARE_CONSTANTS = (
+    "METRIC",
+    "DIRECTION",
+    "TIME_BUDGET",
+    "TIMEOUT",
+    "HARD_TIMEOUT",
+    "TRAIN_TIMEOUT",
+    "RUN_TIMEOUT",
+    "TIMEOUT_SECONDS",
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,9 @@ class Task:
     prepare_constants: dict[str, Any]
     evaluate: EvaluateShape | None  # prepare.py's top-level `def evaluate(...)`, if any
     train_uses_evaluate: bool  # train.py imports or calls prepare.py's evaluate itself
-    budget_source: BudgetSource  # where train.py takes its time budget from
+    budget: BudgetFacts  # where train.py takes its time budget from, under which name
     printed_names: tuple[str, ...]  # `name: value` lines train.py's source prints
+    printed_by_prepare: tuple[str, ...]  # ...and prepare.py's functions that train.py calls
     returned_keys: tuple[str, ...]  # keys of the dicts evaluate() returns
     toml: dict[str, Any]
     has_dockerfile: bool
@@ -56,6 +68,19 @@ class Task:
     @property
     def has_evaluate(self) -> bool:
         return self.evaluate is not None
+
+    @property
+    def inline_names(self) -> tuple[str, ...]:
+        """The names an inline run may print: train.py's, then those of prepare.py's functions
+        it calls."""
+        extra = [n for n in self.printed_by_prepare if n not in self.printed_names]
+        return (*self.printed_names, *extra)
+
+    @property
+    def printed_where(self) -> str:
+        if any(n not in self.printed_names for n in self.printed_by_prepare):
+            return "the print calls of train.py and of the prepare.py functions it calls"
+        return "train.py's print calls"
 
     @property
     def prepare_hash(self) -> str:
@@ -70,26 +95,107 @@ def load_task(root: Path) -> Task:
         )
     missing = [name for name in TASK_FILES if not (root / name).is_file()]
     if missing:
-        raise TaskError(
-            f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
-        )
+        raise TaskError(_missing_files(root, missing))
     texts = {name: _read_text(root / name) for name in TASK_FILES}
     train = _check_syntax(root / TRAIN, texts[TRAIN])
     tree = _check_syntax(root / PREPARE, texts[PREPARE])
+    budget = budget_facts(texts[TRAIN], train)
     return Task(
         root=root,
         program=texts[PROGRAM],
         train_source=texts[TRAIN],
         prepare_source=texts[PREPARE],
-        prepare_constants=_module_constants(tree),
+        prepare_constants=_module_constants(tree, (*PREPARE_CONSTANTS, budget.name)),
         evaluate=evaluate_shape(tree),
         train_uses_evaluate="evaluate" in imports_from_prepare(train),
-        budget_source=budget_source(texts[TRAIN], train),
+        budget=budget,
         printed_names=tuple(printed_names(train)),
+        printed_by_prepare=tuple(printed_by_imported(tree, imports_from_prepare(train))),
         returned_keys=tuple(returned_keys(tree)),
         toml=_read_toml(root / CONFIG),
         has_dockerfile=(root / DOCKERFILE).is_file(),
     )
+
+
+_SEARCH_DEPTH = 3  # how far below a folder without the task files to look for them
+_NOT_SEARCHED = {".git", ".overnight", ".venv", "venv", "node_modules", "__pycache__"}
+
+
+def _missing_files(root: Path, missing: list[str]) -> str:
+    """One line: which files are missing, and what to do (a subfolder that is the task folder,
+    or the one file to add)."""
+    found = task_folders_below(root)
+    if found:
+        shown = ", ".join(str(f) for f in found[:3]) + (" ..." if len(found) > 3 else "")
+        return (
+            f"{root}: missing {', '.join(missing)}; {shown} "
+            f"{'holds' if len(found) == 1 else 'hold'} all of {', '.join(TASK_FILES)}: pass "
+            f"{'that folder' if len(found) == 1 else 'one of them'} as the task folder"
+        )
+    if missing == [PREPARE]:
+        return (
+            f"{root}: missing prepare.py; add one next to train.py: it holds the fixed setup and "
+            "evaluation and may be as small as `TIME_BUDGET = 300` (`python prepare.py` runs "
+            "once as setup; data train.py reads from this folder is there already)"
+        )
+    edited = files_program_md_edits(root) if TRAIN in missing and PROGRAM not in missing else []
+    if len(edited) == 1:
+        return (
+            f"{root}: missing train.py; program.md names {edited[0]} as the file to modify, and "
+            f"overnight edits only train.py: rename {edited[0]} to train.py (and say so in "
+            "program.md)"
+        )
+    if edited:
+        return (
+            f"{root}: missing train.py; program.md names {', '.join(edited)} as files to modify, "
+            "and overnight edits one file, train.py: move what the agent may change into it"
+        )
+    return f"{root}: missing {', '.join(missing)}; a task folder holds {', '.join(TASK_FILES)}"
+
+
+# "`solve.py` — the file you modify", "features.py — **you modify this.**", "Modify `solve.py`"
+_EDITED = re.compile(
+    r"`?([\w.-]+\.py)`?[^\n]{0,12}?\b(?:the (?:only )?file (?:you|the agent) (?:modify|edit|"
+    r"change)|(?:you|the agent) (?:modify|edit|change)s? this|agent edits)"
+    r"|\b(?:only )?(?:modify|edit) (?:only )?`([\w.-]+\.py)`",
+    re.IGNORECASE,
+)
+
+
+def files_program_md_edits(root: Path) -> list[str]:
+    """The Python files of the folder that program.md says the agent modifies."""
+    try:
+        program = (root / PROGRAM).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found: list[str] = []
+    for match in _EDITED.finditer(program.replace("*", "")):
+        name = match.group(1) or match.group(2)
+        if name not in (PREPARE, TRAIN) and name not in found and (root / name).is_file():
+            found.append(name)
+    return found
+
+
+def task_folders_below(root: Path) -> list[Path]:
+    """Folders up to _SEARCH_DEPTH below `root` that hold program.md, train.py and prepare.py."""
+    found: list[Path] = []
+    level = [root]
+    for _ in range(_SEARCH_DEPTH):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+            for child in children:
+                if child.name in _NOT_SEARCHED or child.name.startswith("."):
+                    continue
+                if all((child / name).is_file() for name in TASK_FILES):
+                    found.append(child)
+                else:
+                    below.append(child)
+        level = below[:2000]
+    return found
 
 
 def _read_text(path: Path) -> str:
@@ -108,7 +214,7 @@ def _check_syntax(path: Path, source: str) -> ast.Module:
         ) from err
 
 
-def _module_constants(tree: ast.Module) -> dict[str, Any]:
+def _module_constants(tree: ast.Module, names: tuple[str, ...]) -> dict[str, Any]:
     """Module-level `NAME = <literal>` assignments for the names overnight reads."""
     found: dict[str, Any] = {}
     for node in tree.body:
@@ -119,11 +225,7 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
             targets, value = [node.target], node.value
         for target in targets:
-            if (
-                isinstance(target, ast.Name)
-                and target.id in PREPARE_CONSTANTS
-                and value is not None
-            ):
+            if isinstance(target, ast.Name) and target.id in names and value is not None:
                 try:
                     found[target.id] = _literal(value)
                 except (ValueError, TypeError, ZeroDivisionError, OverflowError):

@@ -70,17 +70,67 @@ def imports_from_prepare(tree: ast.Module) -> set[str]:
 class BudgetSource(StrEnum):
     """Where train.py takes its time budget from, which decides whether an override reaches it."""
 
-    PREPARE = "prepare"  # imports TIME_BUDGET from prepare.py: overrides cannot reach it
+    PREPARE = (
+        "prepare"  # imports TIME_BUDGET (or the like) from prepare.py: overrides cannot reach it
+    )
+    TRAIN = "train"  # sets its own TIME_BUDGET (or the like): overrides cannot reach it
     ENVIRONMENT = "environment"  # reads OVERNIGHT_TIME_BUDGET: overrides reach it
     NONE = "none"  # neither: the budget is only the hard timeout's basis
 
 
-def budget_source(train_source: str, train_tree: ast.Module) -> BudgetSource:
+@dataclass(frozen=True)
+class BudgetFacts:
+    source: BudgetSource
+    name: str = "TIME_BUDGET"  # the constant train.py uses: imported from prepare.py, or its own
+    value: object = None  # train.py's own literal value (BudgetSource.TRAIN)
+
+
+def budget_facts(train_source: str, train_tree: ast.Module) -> BudgetFacts:
     if "OVERNIGHT_TIME_BUDGET" in train_source:
-        return BudgetSource.ENVIRONMENT
-    if "TIME_BUDGET" in imports_from_prepare(train_tree):
-        return BudgetSource.PREPARE
-    return BudgetSource.NONE
+        return BudgetFacts(BudgetSource.ENVIRONMENT)
+    imported = sorted(imports_from_prepare(train_tree))
+    for name in ["TIME_BUDGET", *imported]:
+        if name in imported and is_budget_name(name):
+            return BudgetFacts(BudgetSource.PREPARE, name)
+    for node in train_tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name) and is_budget_name(target.id):
+                try:
+                    value = ast.literal_eval(node.value)
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    continue
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return BudgetFacts(BudgetSource.TRAIN, target.id, value)
+    return BudgetFacts(BudgetSource.NONE)
+
+
+_TIME_PARTS = {"time", "seconds", "secs", "sec", "minutes", "mins", "hours", "wallclock"}
+_BUDGET_PARTS = {"limit", "max", "train", "training", "run", "wall", "total"}
+_NOT_BUDGET = {"timeout", "eval", "evaluation", "test", "per", "step", "epoch", "warmup", "log"}
+
+
+def is_budget_name(name: str) -> bool:
+    """An upper-case constant that names the training's time budget: TIME_BUDGET,
+    TRAIN_BUDGET_SECONDS, TIME_LIMIT, MAX_TRAIN_SECONDS, TRAINING_TIME_MINUTES."""
+    if not name.isupper():
+        return False
+    parts = set(name.lower().split("_"))
+    if parts & _NOT_BUDGET:
+        return False
+    return "budget" in parts or bool(parts & _TIME_PARTS and parts & _BUDGET_PARTS)
+
+
+def budget_seconds(name: str, value: float) -> float:
+    """A budget's value in seconds, from the unit its name gives (TIME_BUDGET_MINUTES = 5)."""
+    parts = set(name.lower().split("_"))
+    if parts & {"minutes", "mins", "minute"}:
+        return value * 60
+    if parts & {"hours", "hrs", "hour"}:
+        return value * 3600
+    if parts & {"ms", "millis", "milliseconds"}:
+        return value / 1000
+    return value
 
 
 # `print(f"val_bpb:   {x:.6f}")`, `print("loss:", x)`, `print(f"loss={x}")`: the name before : or =
@@ -101,6 +151,29 @@ def printed_names(tree: ast.Module) -> list[str]:
         name = _leading_name(node.args[0], more=len(node.args) > 1)
         if name and name not in names:
             names.append(name)
+    return names
+
+
+def printed_by_imported(prepare: ast.Module, imported: set[str]) -> list[str]:
+    """Names printed by prepare.py's top-level functions that train.py imports, and by the
+    functions of prepare.py those call (karpathy-like folders whose fixed `evaluate()` prints
+    the summary block)."""
+    functions = {
+        node.name: node
+        for node in prepare.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    todo, seen = [name for name in sorted(imported) if name in functions], set()
+    names: list[str] = []
+    while todo:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        body = ast.Module(body=[functions[name]], type_ignores=[])
+        names += [n for n in printed_names(body) if n not in names]
+        calls = [n.func for n in ast.walk(functions[name]) if isinstance(n, ast.Call)]
+        todo += [c.id for c in calls if isinstance(c, ast.Name) and c.id in functions]
     return names
 
 
@@ -149,6 +222,14 @@ NETWORK_MODULES = (
     "aiohttp",
     "huggingface_hub",
     "datasets",
+    "transformers",
+    "sentence_transformers",
+    "timm",
+    "torchvision",
+    "tensorflow_datasets",
+    "kagglehub",
+    "openml",
+    "nltk",
     "kernels",
     "wandb",
     "yfinance",
@@ -172,6 +253,27 @@ def network_modules(tree: ast.Module) -> list[str]:
             if (top in NETWORK_MODULES or top == "urllib.request") and top not in found:
                 found.append(top)
     return found
+
+
+def does_work_when_run(tree: ast.Module) -> bool:
+    """Whether `python prepare.py` does anything beyond defining names: an
+    `if __name__ == "__main__":` block, or a top-level call, loop, `with` or `if`."""
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+            return True
+        if isinstance(node, ast.For | ast.While | ast.With | ast.If | ast.Try):
+            return True
+    return False
+
+
+_DOCKER = re.compile(
+    r"^\s*(?:import|from)\s+docker\b|[\[(,]\s*[\"']docker[\"']|[\"']docker\s", re.M
+)
+
+
+def runs_docker(source: str) -> bool:
+    """Whether a source starts Docker itself (`subprocess.run(["docker", ...])`, the SDK)."""
+    return bool(_DOCKER.search(source))
 
 
 def writes_home(source: str) -> bool:

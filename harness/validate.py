@@ -53,6 +53,8 @@ def validate(task_dir: Path, out: Any = print, overrides: Overrides | None = Non
         out(f"time budget: {settings.time_budget_note}")
     for line in _setup_lines(task, settings):
         out(line)
+    for line in _host_data_lines(task, settings.protected, problems):
+        out(line)
     for line in _needs(task, settings, problems):
         out(line)
     if not local and choose(task, settings).kind == "dependencies":
@@ -103,8 +105,8 @@ def _metric_lines(task: Any, settings: Any, problems: list[str]) -> tuple[list[s
     if settings.metric and settings.direction:
         source = f", {settings.metric_source}" if settings.metric_source else ""
         return [f"metric: {settings.metric} ({settings.direction.value}){source}"], settings.metric
-    names = list(task.returned_keys if settings.protected else task.printed_names)
-    where = "evaluate()'s returned keys" if settings.protected else "train.py's print calls"
+    names = list(task.returned_keys if settings.protected else task.inline_names)
+    where = "evaluate()'s returned keys" if settings.protected else task.printed_where
     if not names:
         return [
             f"metric: not declared, and {where} name none; `overnight run` picks it from the "
@@ -170,30 +172,91 @@ def _setup_lines(task: Any, settings: Any) -> list[str]:
     """Where setup may write and what it may reach, as later runs will see it."""
     import ast
 
-    from harness.task_facts import network_modules, writes_home, writes_next_to_itself
+    from harness.task_facts import (
+        does_work_when_run,
+        network_modules,
+        writes_home,
+        writes_next_to_itself,
+    )
 
+    tree = ast.parse(task.prepare_source)
+    network = settings.sandbox.setup_network
+    fetches = network_modules(tree)
+    reason = f" (prepare.py imports {', '.join(fetches)})" if fetches else ""
+    lines = [
+        f"setup: `python prepare.py` runs once per version (cached) in the task folder, on "
+        f"network {network!r}{reason}"
+    ]
+    if not does_work_when_run(tree):
+        lines.append(
+            'setup: prepare.py has no `if __name__ == "__main__":` block and calls nothing at '
+            "its top level, so setup only defines its functions; what train.py calls in it runs "
+            "during training"
+        )
+        if fetches and not settings.sandbox.train_network:
+            lines.append(
+                f"warning: {task.root / 'prepare.py'}: what it fetches with "
+                f"{', '.join(fetches)} would run in training, which has no network: download "
+                'in an `if __name__ == "__main__":` block (setup has the network), or set '
+                "sandbox.train_network = true in overnight.toml (weaker isolation)"
+            )
+        return lines
     places = []
     if writes_home(task.prepare_source):
         places.append("under ~ (HOME)")
     if writes_next_to_itself(task.prepare_source):
         places.append("next to itself")
-    where = " and ".join(places) or "in OVERNIGHT_DATA_DIR / OVERNIGHT_PRIVATE_DIR"
-    network = settings.sandbox.setup_network
-    fetches = network_modules(ast.parse(task.prepare_source))
-    reason = f" (prepare.py imports {', '.join(fetches)})" if fetches else ""
-    return [
-        f"setup: `python prepare.py` runs once per version (cached) in the task folder, on "
-        f"network {network!r}{reason}",
+    where = (
+        " and ".join(places)
+        or "where it chooses: next to itself (relative paths), under ~ or in OVERNIGHT_DATA_DIR "
+        "/ OVERNIGHT_PRIVATE_DIR is kept, anywhere else is lost"
+    )
+    lines.append(
         f"setup: it writes {where}; training and evaluation see the task folder and HOME as "
-        "setup left them, read-only, at the same paths",
-    ]
+        "setup left them, read-only, at the same paths"
+    )
+    return lines
+
+
+def _host_data_lines(task: Any, protected: bool, problems: list[str]) -> list[str]:
+    """The checkout's ignored data that the task's code names, brought along as it lies."""
+    from harness.host_data import COPY_LIMIT, host_entries, size_text, unreadable
+
+    lines = []
+    for entry in host_entries(task.root):
+        kind = "/" if entry.is_dir else ""
+        link = "" if entry.path == task.root / entry.name else f" (a link to {entry.path})"
+        said = f"data: {entry.name}{kind}{link} is ignored by git but {entry.named_by} names it"
+        if entry.copied:
+            lines.append(
+                f"{said}: setup starts with a copy of it ({size_text(entry.size)}), as your "
+                "checkout has it"
+            )
+        else:
+            lines.append(
+                f"{said}: at {size_text(entry.size)} (over {size_text(COPY_LIMIT)}) it is not "
+                "copied; every container sees it read-only at the same path, so setup cannot "
+                "write into it"
+            )
+            blocked = unreadable(entry)
+            if blocked is not None:
+                problems.append(
+                    f"{task.root / blocked}: other users cannot read it, and the containers run "
+                    f"as another user: chmod -R o+rX {task.root / entry.name}"
+                )
+        if protected:
+            lines.append(
+                f"data: training sees {entry.name}{kind} too; keep held-out data in "
+                "OVERNIGHT_PRIVATE_DIR, which only the evaluator reads"
+            )
+    return lines
 
 
 def _needs(task: Any, settings: Any, problems: list[str]) -> list[str]:
     """What train.py needs that the sandbox does not give by default: a GPU, the network."""
     import ast
 
-    from harness.task_facts import gpu_requirement, network_modules
+    from harness.task_facts import gpu_requirement, network_modules, runs_docker
 
     lines = []
     gpu = gpu_requirement(task.train_source)
@@ -204,6 +267,12 @@ def _needs(task: Any, settings: Any, problems: list[str]) -> list[str]:
         )
     elif gpu:
         lines.append(f"gpu: train.py {gpu}; sandbox.gpus = {settings.sandbox.gpus!r}")
+    for name, source in (("prepare.py", task.prepare_source), ("train.py", task.train_source)):
+        if runs_docker(source):
+            lines.append(
+                f"warning: {name} starts Docker itself; no container of a night can reach a "
+                "Docker engine, so that part will fail there"
+            )
     fetches = network_modules(ast.parse(task.train_source))
     if fetches and not settings.sandbox.train_network:
         lines.append(

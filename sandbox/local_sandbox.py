@@ -298,9 +298,11 @@ def _copy_back(source: Path, target: Path) -> None:
 def _copy_read_only(source: Path, target: Path) -> None:
     """A copy with the owners and modes of the original (the private data stays the evaluator's
     alone), minus every write bit."""
-    if source.is_dir():
-        shutil.copytree(source, target, symlinks=True)
+    if source.is_dir():  # over what an outer mount put there (a placeholder for this one)
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
     else:
+        if target.is_file() and not target.is_symlink():
+            target.unlink()
         shutil.copy2(source, target)
     if os.getuid() == 0:
         for folder, dirs, files in tree.walk(source):

@@ -9,8 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from tests.conftest import events, results, run_cli
+from conftest import events, results, run_cli
 
 
 def load_bench() -> ModuleType:

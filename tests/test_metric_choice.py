@@ -108,8 +108,43 @@ NAMES = ["val_bpb", "training_seconds", "peak_vram_mb", "num_steps", "depth"]
             None,
             None,
         ),
+        (
+            ["baseline_pass_at_1", "trained_pass_at_1", "delta_pass_at_1", "num_steps", "model"],
+            "- Model choice (must fit in 40GB of VRAM)\n"
+            "Parse pass@1 on the test split. If pass@1 improved, keep; otherwise discard.",
+            "trained_pass_at_1",
+            Direction.MAXIMIZE,
+            "If pass@1 improved",
+        ),
+        (
+            ["model", "lookback", "val_sharpe"],
+            "Try a larger model when a longer lookback helps.",
+            "val_sharpe",
+            Direction.MAXIMIZE,
+            "only metric printed",
+        ),
+        (["baseline_acc", "acc"], "", "acc", Direction.MAXIMIZE, "only metric printed"),
+        (
+            ["fitness", "generations"],
+            "Maximize the fitness of the best individual.",
+            "fitness",
+            Direction.MAXIMIZE,
+            "Maximize the fitness",
+        ),
     ],
-    ids=["karpathy", "bio", "primary-and-secondary", "by-name", "timing", "named-no-cue", "three"],
+    ids=[
+        "karpathy",
+        "bio",
+        "primary-and-secondary",
+        "by-name",
+        "timing",
+        "named-no-cue",
+        "three",
+        "spelled-pass@1-beside-its-baseline-and-delta",
+        "settings-are-not-goals",
+        "baseline-beside-itself",
+        "plain-word-after-a-goal-verb",
+    ],
 )
 def test_the_metric_program_md_names_with_its_direction(
     names, program, metric, direction, why
@@ -164,3 +199,28 @@ def test_nothing_printed_says_how_to_print_a_metric() -> None:
         infer_metric([], "Lower loss.")
 
     assert 'print(f"val_loss: {loss:.6f}")' in str(raised.value)
+
+
+OUT_OF_DATE = """**The goal: get the highest val_auc.** Higher is better.
+
+The script prints a summary like:
+
+```
+---
+val_accuracy:     0.856700
+val_auc:          0.923400
+training_seconds: 45.3
+```
+"""
+
+
+def test_a_goal_that_is_not_printed_is_named_and_the_output_example_is_no_goal() -> None:
+    """A folder whose prepare.py was swapped for a regression example: the goal program.md
+    names is not printed, and training_seconds, in program.md only as an example of the output,
+    must not become the metric."""
+    with pytest.raises(TaskError) as raised:
+        infer_metric(["val_rmse", "val_r2", "training_seconds"], OUT_OF_DATE)
+
+    message = str(raised.value)
+    assert "the goal program.md names, val_auc, is not one" in message
+    assert "--metric val_rmse" in message

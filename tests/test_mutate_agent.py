@@ -265,7 +265,7 @@ def test_without_numeric_constants_it_says_so_and_changes_nothing(source) -> Non
     with pytest.raises(StopNight) as stopped:
         MutateAgent().propose(context(source), editor)
 
-    assert "train.py has no module-level numeric constants" in str(stopped.value)
+    assert "train.py has no numbers to change" in str(stopped.value)
     assert editor.source == source
 
 
@@ -340,3 +340,44 @@ def test_over_thirty_proposals_no_value_repeats(seed) -> None:
             repeats.append(f"{name} = {value:g} at {first_seen[name, value]} and {experiment}")
         first_seen.setdefault((name, value), experiment)
     assert repeats == []
+
+
+SKLEARN_STYLE = """import time
+
+from prepare import X_train, y_train, evaluate
+
+model = GradientBoostingRegressor(
+    n_estimators=300,
+    learning_rate=0.05,
+    max_depth=4,
+    random_state=42,
+)
+scaler = Pipeline([("scale", StandardScaler(with_mean=True)), ("pca", PCA(n_components=8))])
+np.random.seed(0)
+print(X_train.mean(axis=0).round(decimals=3))
+t0 = time.time()
+model.fit(X_train, y_train)
+step = 0
+smooth_loss = 0
+while step < 10:
+    step += 1
+    smooth_loss = 0.9 * smooth_loss + 0.1
+evaluate(model, time.time() - t0)
+"""
+
+
+def test_the_knobs_of_a_model_written_as_keyword_arguments_are_tuned() -> None:
+    from harness.agents.constants import find_constants, knobs
+
+    found = {c.name: c for c in knobs(find_constants(SKLEARN_STYLE), "")}
+
+    # The model's arguments; not the seed, the loop's state, axes or formatting.
+    assert sorted(found) == ["learning_rate", "max_depth", "n_components", "n_estimators"]
+    assert found["learning_rate"].line == "learning_rate=0.05"
+    editor = TrainEditor(SKLEARN_STYLE)
+    proposal = MutateAgent(seed=3).propose(context(SKLEARN_STYLE), editor)
+    assert proposal is not None
+    changed = {c.name: c.value for c in find_constants(editor.source)}
+    moved = [name for name in found if changed[name] != found[name].value]
+    assert moved and all(name in proposal.description for name in moved)
+    assert "random_state=42" in editor.source and "step = 0" in editor.source

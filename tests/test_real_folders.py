@@ -9,6 +9,7 @@ of its own on the engine's default bridge: no traffic leaves the containers the 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -550,3 +551,410 @@ def test_validate_piped_into_head_ends_without_a_traceback(tmp_path):
         )
         assert done.stdout.startswith("task: ")
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+SYNCED_PROGRAM = """# Churn threshold
+
+The raw data is synced by hand into `data/raw/` (too large for git: `rclone sync ...`).
+`prepare.py` builds `.cache/features.json` from it. Improve `train.py`; the goal is to
+maximize accuracy.
+"""
+
+SYNCED_PREPARE = """import json
+from pathlib import Path
+
+DATA_ROOT = Path(__file__).parent / "data"
+CACHE = Path(__file__).parent / ".cache"
+
+
+def load_features():
+    return json.loads((CACHE / "features.json").read_text())
+
+
+if __name__ == "__main__":
+    rows = []
+    for path in sorted((DATA_ROOT / "raw").glob("*.csv")):
+        rows += [line.split(",") for line in path.read_text().split()]
+    CACHE.mkdir(exist_ok=True)
+    (CACHE / "features.json").write_text(json.dumps([[float(x), int(y)] for x, y in rows]))
+    print(f"{len(rows)} rows")
+"""
+
+SYNCED_TRAIN = """import os
+
+from prepare import load_features
+
+THRESHOLD = 0.1
+
+rows = load_features()
+try:
+    open("data/raw/mine.csv", "w").close()
+    writable = True
+except OSError:
+    writable = False
+print(f"data writable: {writable}, env file visible: {os.path.exists('.env')}")
+print(f"raw files: {sorted(os.listdir('data/raw'))}")
+hits = sum((x > THRESHOLD) == (y == 1) for x, y in rows)
+print("---")
+print(f"accuracy: {hits / len(rows):.4f}")
+"""
+
+
+def synced_folder(tmp_path):
+    task = committed_repo(
+        write_task(
+            tmp_path / "churn",
+            {
+                "program.md": SYNCED_PROGRAM,
+                "prepare.py": SYNCED_PREPARE,
+                "train.py": SYNCED_TRAIN,
+                ".gitignore": "data/\n.cache/\n.env\n",
+            },
+        )
+    )
+    # What the author's checkout has beside the commit: the synced data, a local secret.
+    (task / "data" / "raw").mkdir(parents=True)
+    (task / "data" / "raw" / "2024.csv").write_text("0.1,0\n0.4,1\n0.35,1\n0.2,0\n0.3,1\n")
+    (task / ".env").write_text("API_KEY=never-in-a-container\n")
+    return task
+
+
+@pytest.mark.parametrize(
+    ("copy_limit", "backend"),
+    [(None, "docker"), (0, "docker"), (0, "local")],
+    ids=["copied", "mounted-read-only", "mounted-local-sandbox"],
+)
+def test_data_the_author_synced_by_hand_and_git_ignores_is_there_for_setup_and_training(
+    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit, backend
+):
+    import harness.host_data
+
+    if copy_limit is not None:  # as if the data were larger than what is copied
+        monkeypatch.setattr(harness.host_data, "COPY_LIMIT", copy_limit)
+    task = synced_folder(tmp_path)
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+    assert code == 0, out
+    said = "data: data/ is ignored by git but prepare.py names it: "
+    if copy_limit is None:
+        assert said + "setup starts with a copy of it (" in out
+    else:
+        assert said + "at 31 bytes (over 0 bytes) it is not copied; every container sees it " in out
+    assert ".env" not in out and ".cache" not in out
+    assert "training sees data/ too" not in out  # inline: no held-out data to warn about
+
+    code, out = run_cli(
+        "run",
+        str(task),
+        "--tag",
+        "h",
+        "--max-experiments",
+        "1",
+        "--sandbox",
+        backend,
+        capsys=capsys,
+    )
+
+    assert code == 0, out
+    rows = results(task, "h")
+    assert rows[0].status is Verdict.KEEP and rows[0].metric == 0.8
+    seen = (task / ".overnight/h/experiments/0000/output.txt").read_text()
+    assert "data writable: False, env file visible: False" in seen  # training: read-only
+    assert "raw files: ['2024.csv']" in seen
+    assert sorted(os.listdir(task / "data" / "raw")) == ["2024.csv"]  # the checkout untouched
+    setup = next(p for p in (task / ".overnight/cache").iterdir() if p.name.startswith("setup-"))
+    assert not (setup / "task" / ".env").exists()
+    assert (setup / "task" / ".cache" / "features.json").exists()  # setup wrote next to itself
+    if backend == "docker":  # the local sandbox copies what a run wrote back, mounts included
+        assert (setup / "task" / "data" / "raw").exists() is (copy_limit is None)
+
+
+LIBRARY_PREPARE = '''"""Fixed infrastructure: the dataset, the reward, the sandbox. Imported by train.py."""
+
+import subprocess
+import urllib.request
+
+URL = "https://example.invalid/problems.jsonl"
+
+
+def load_problems():
+    with urllib.request.urlopen(URL) as response:
+        return response.read().decode().splitlines()
+
+
+def run_in_sandbox(code):
+    return subprocess.run(["docker", "run", "--rm", "-i", "python:3.12"], input=code)
+'''
+
+
+def test_a_prepare_py_that_only_defines_functions_is_told_apart(tmp_path, capsys):
+    task = committed_repo(
+        write_task(
+            tmp_path / "library",
+            {
+                "program.md": "Get the highest reward.\n",
+                "prepare.py": LIBRARY_PREPARE,
+                "train.py": "from prepare import load_problems\nprint(f'reward: {len(load_problems())}')\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert 'prepare.py has no `if __name__ == "__main__":` block and calls nothing' in out
+    assert (
+        f"warning: {task / 'prepare.py'}: what it fetches with urllib.request would run in "
+        'training, which has no network: download in an `if __name__ == "__main__":` block'
+    ) in out
+    assert "warning: prepare.py starts Docker itself" in out
+    assert "warning: train.py starts Docker" not in out
+
+
+def test_a_repository_whose_task_folder_is_a_subfolder_is_pointed_to_it(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    write_task(repo, {"README.md": "Research on order books.\n", "pyproject.toml": ""})
+    write_task(
+        repo / "experiments" / "orderbook",
+        {"program.md": "Lower loss.\n", "prepare.py": "", "train.py": "print('loss: 1')\n"},
+    )
+
+    code, out = run_cli("validate", str(repo), capsys=capsys)
+
+    assert code == 2
+    assert out.strip() == (
+        f"problem: {repo}: missing program.md, train.py, prepare.py; "
+        f"{repo / 'experiments' / 'orderbook'} holds all of program.md, train.py, prepare.py: "
+        "pass that folder as the task folder"
+    )
+
+
+def test_a_folder_without_prepare_py_is_told_how_small_one_may_be(tmp_path, capsys):
+    task = write_task(tmp_path / "t", {"program.md": "x", "train.py": "print('loss: 1')\n"})
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert code == 2
+    assert f"problem: {task}: missing prepare.py; add one next to train.py: it holds" in out
+    assert "`TIME_BUDGET = 300`" in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("prepare", "train", "budget", "timeout", "note"),
+    [
+        (
+            "TRAIN_BUDGET_SECONDS = 120\n",
+            "from prepare import TRAIN_BUDGET_SECONDS\n",
+            120,
+            300,
+            "train.py imports TRAIN_BUDGET_SECONDS = 120 from prepare.py",
+        ),
+        (
+            "TIME_BUDGET_MINUTES = 2\n",
+            "import prepare\nstop = prepare.TIME_BUDGET_MINUTES * 60\n",
+            120,
+            300,
+            "train.py imports TIME_BUDGET_MINUTES = 2 (120s) from prepare.py",
+        ),
+        (
+            "",
+            "TIME_BUDGET = 900  # seconds\n",
+            900,
+            1860,
+            "train.py sets its own TIME_BUDGET = 900",
+        ),
+        ("EVAL_TIMEOUT = 5\n", "from prepare import EVAL_TIMEOUT\nMAX_EPOCHS = 3\n", 300, 660, ""),
+    ],
+    ids=["other-name", "minutes", "its-own", "not-a-budget"],
+)
+def test_the_time_budget_train_py_really_uses_whatever_its_name(
+    tmp_path, capsys, prepare, train, budget, timeout, note
+):
+    task = committed_repo(
+        write_task(
+            tmp_path / "t",
+            {
+                "program.md": "Lower loss.\n",
+                "prepare.py": prepare,
+                "train.py": train + "print('loss: 1')\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert f"time budget: {budget}s, hard timeout: {timeout}s per training run" in out
+    if note:
+        assert f"time budget: {note}" in out
+    else:
+        assert "time budget: train.py" not in out
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            "import urllib.request\n"
+            "urllib.request.urlopen('http://shards.example.com/shard_0.bin', timeout=5)\n",
+            "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name "
+            "resolution>; a download failed: setup runs on Docker network 'none', so check that "
+            "containers there reach that host (or set sandbox.setup_network). Its output ends:",
+        ),
+        (
+            "raise ValueError('expected 25 symbols, found 0 in data/')\n",
+            "ValueError: expected 25 symbols, found 0 in data/; fix prepare.py. Its output ends:",
+        ),
+    ],
+    ids=["download", "bug"],
+)
+def test_a_failed_setup_says_in_its_first_line_what_failed(
+    tmp_path, capsys, no_leftover_containers, body, said
+):
+    task = committed_repo(
+        write_task(
+            tmp_path / "t",
+            {
+                "program.md": "Lower loss.\n",
+                "prepare.py": f"if __name__ == '__main__':\n    exec({body!r})\n",
+                "train.py": "print('loss: 1')\n",
+                "overnight.toml": '[sandbox]\nsetup_network = "none"\n',
+            },
+        )
+    )
+
+    code, out = run_cli("run", str(task), "--tag", "s", capsys=capsys)
+
+    assert code == 2
+    first = next(line for line in out.splitlines() if line.startswith("overnight: "))
+    assert first == (
+        f"overnight: {task / 'prepare.py'}: `python prepare.py` ended with crash (exit 1) in "
+        f"setup: {said}"
+    )
+
+
+def test_a_summary_printed_by_prepare_py_for_train_py_names_the_metric(tmp_path, capsys):
+    prepare = (
+        "def _report(auc, acc):\n"
+        "    print('---')\n"
+        "    print(f'val_auc:      {auc:.6f}')\n"
+        "    print(f'val_accuracy: {acc:.6f}')\n\n\n"
+        "def evaluate(model, training_seconds):\n"
+        "    _report(0.9, 0.8)\n"
+        "    print(f'training_seconds: {training_seconds:.1f}')\n"
+    )
+    task = committed_repo(
+        write_task(
+            tmp_path / "tabular",
+            {
+                "program.md": "**The goal: get the highest val_auc.**\n",
+                "prepare.py": prepare,
+                "train.py": "from prepare import evaluate\n\nevaluate(None, 1.0)\n",
+            },
+        )
+    )
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert "metric: val_auc (maximize), inferred: val_auc is the one program.md names" in out
+
+
+def test_a_folder_whose_program_md_edits_another_file_is_told_to_rename_it(tmp_path, capsys):
+    task = write_task(
+        tmp_path / "tsp",
+        {
+            "program.md": "- `prepare.py` — fixed: do not modify.\n"
+            "- `solve.py` — the file you modify. The solver lives here.\n",
+            "prepare.py": "TIME_BUDGET = 300\n",
+            "solve.py": "print('val_cost: 1.5')\n",
+        },
+    )
+
+    code, out = run_cli("validate", str(task), capsys=capsys)
+
+    assert code == 2
+    assert out.strip() == (
+        f"problem: {task}: missing train.py; program.md names solve.py as the file to modify, "
+        "and overnight edits only train.py: rename solve.py to train.py (and say so in program.md)"
+    )
+
+
+KAGGLE_PREPARE = """from pathlib import Path
+
+TIME_BUDGET = 300
+HARD_TIMEOUT = 600  # the runner kills a solve after this long
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def load_cities():
+    rows = (DATA_DIR / "cities.csv").read_text().split()[1:]
+    return [tuple(float(v) for v in row.split(",")[1:]) for row in rows]
+
+
+if __name__ == "__main__":
+    print(f"{len(load_cities())} cities")
+"""
+
+KAGGLE_TRAIN = """from prepare import TIME_BUDGET, load_cities
+
+cities = load_cities()
+tour = sorted(range(len(cities)), key=lambda i: cities[i][0])
+cost = sum(abs(cities[a][0] - cities[b][0]) + abs(cities[a][1] - cities[b][1])
+           for a, b in zip(tour, tour[1:]))
+print("---")
+print(f"val_cost: {cost:.4f}")
+"""
+
+
+@pytest.mark.parametrize("copy_limit", [None, 0], ids=["copied", "mounted-read-only"])
+def test_a_downloaded_file_ignored_inside_a_tracked_folder_comes_along(
+    tmp_path, capsys, no_leftover_containers, monkeypatch, copy_limit
+):
+    import harness.host_data
+
+    if copy_limit is not None:
+        monkeypatch.setattr(harness.host_data, "COPY_LIMIT", copy_limit)
+    task = committed_repo(
+        write_task(
+            tmp_path / "santa",
+            {
+                "program.md": "The goal: minimise val_cost.\n",
+                "prepare.py": KAGGLE_PREPARE,
+                "train.py": KAGGLE_TRAIN,
+                ".gitignore": "data/cities.csv\n",
+            },
+        )
+    )
+    write_task(task / "data", {"README.md": "Download cities.csv from Kaggle into here.\n"})
+    git(task, "-c", "user.name=u", "-c", "user.email=u@x", "add", "data/README.md")
+    git(task, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "data readme")
+    (task / "data" / "cities.csv").write_text("CityId,X,Y\n0,0,0\n1,3,1\n2,1,2\n")
+
+    _, out = run_cli("validate", str(task), capsys=capsys)
+    assert "data: data/cities.csv is ignored by git but prepare.py names it: " in out
+    assert "time budget: 300s, hard timeout: 600s per training run" in out
+
+    code, out = run_cli("run", str(task), "--tag", "k", "--max-experiments", "0", capsys=capsys)
+
+    assert code == 0, out
+    assert [(r.status, r.metric) for r in results(task, "k")] == [(Verdict.KEEP, 6.0)]
+
+
+def test_a_task_in_a_subfolder_of_its_repository_brings_each_ignored_entry_once(tmp_path):
+    from harness.host_data import host_entries
+
+    repo = tmp_path / "research"
+    task = write_task(
+        repo / "tsp_heuristic",
+        {
+            "program.md": "x",
+            "prepare.py": 'CITIES = "data/cities.csv"\n',
+            "train.py": "",
+            ".gitignore": "data/cities.csv\n.cache/\n",
+        },
+    )
+    committed_repo(repo)
+    write_task(task / "data", {"cities.csv": "CityId,X,Y\n"})
+    write_task(task / ".cache", {"tour.npy": "x"})
+
+    assert [(e.name, e.named_by, e.copied) for e in host_entries(task)] == [
+        ("data", "prepare.py", True)
+    ]

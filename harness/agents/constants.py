@@ -1,6 +1,8 @@
-"""The numeric module-level constants of `train.py` that the offline agents tune, and which they
-leave alone: seeds, sizes of the problem, counts, run plumbing, names prepare.py defines. Shared by
-`mutate` and `optuna`, so both read `train.py` the same way.
+"""The numbers of `train.py` that the offline agents tune, and which they leave alone: seeds, sizes
+of the problem, counts, run plumbing, names prepare.py defines. Module-level constants
+(`LEARNING_RATE = 0.01`) and numeric keyword arguments of calls
+(`LogisticRegression(C=1.0, max_iter=1000)`, as sklearn-style folders write their knobs). Shared
+by `mutate` and `optuna`, so both read `train.py` the same way.
 """
 
 from __future__ import annotations
@@ -27,23 +29,41 @@ _UNIT_INTERVAL = re.compile(
 )
 
 
+# Keyword arguments that are not knobs whatever the call: axes, formatting, plumbing.
+_NOT_KNOB_KEYWORDS = {
+    "axis", "dim", "keepdims", "ndim", "indent", "flush", "decimals", "ndigits", "timeout",
+    "protocol", "dpi", "figsize", "fontsize", "linewidth", "lw", "markersize", "start", "stop",
+    "end", "step", "base", "level", "width", "precision", "maxsplit", "max_workers", "chunksize",
+    "default", "nrows", "skiprows", "header", "index_col", "ncols", "pad", "padding_idx",
+    "ignore_index", "in_features", "in_channels", "num_embeddings", "fill_value", "minlength",
+}  # fmt: skip
+# Calls whose numbers are output, plumbing or arithmetic, never the model's knobs.
+_NOT_KNOB_CALLS = {
+    "print", "plt", "ax", "axes", "fig", "sns", "json", "os", "sys", "time", "logging", "logger",
+    "log", "open", "range", "round", "enumerate", "zip", "len", "min", "max", "sum", "sorted",
+    "int", "float", "str", "math", "re", "shutil", "subprocess", "argparse", "warnings",
+    "seed", "manual_seed", "set_num_threads", "savefig", "figure", "subplots", "plot", "scatter",
+    "hist", "legend", "to_csv", "to_parquet", "sleep", "join", "format", "add_argument",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Constant:
     name: str
     value: int | float
-    line: str  # the whole source line, to replace it exactly once
-    literal: str  # the literal's text within the line
+    line: str  # the text to replace exactly once: the whole line, or `name=value` in a call
+    literal: str  # the literal's text within it
+    keyword: bool = False  # a keyword argument of a call, not a module-level constant
 
 
 def find_constants(source: str) -> list[Constant]:
-    """Module-level `NAME = <number>` lines whose literal is written on that single line."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    """Module-level `NAME = <number>` lines, and `name=<number>` keyword arguments of calls,
+    whose literal is written on a single line; a name found twice is left out."""
+    tree = _parse(source)
+    if tree is None:
         return []
     lines = source.splitlines()
-    found: dict[str, Constant] = {}
-    seen_twice: set[str] = set()
+    found: list[Constant] = []
     for node in tree.body:
         target, value = _assignment(node)
         if target is None or value is None or value.lineno != value.end_lineno:
@@ -53,11 +73,83 @@ def find_constants(source: str) -> list[Constant]:
             continue
         line = lines[value.lineno - 1]
         literal = line[value.col_offset : value.end_col_offset]
-        if target in found:
-            seen_twice.add(target)
         if source.count(line) == 1 and line.count(literal) == 1:
-            found[target] = Constant(target, number, line, literal)
-    return [c for name, c in found.items() if name not in seen_twice]
+            found.append(Constant(target, number, line, literal))
+        else:
+            found.append(Constant(target, number, "", ""))  # counted, so a twin is left out
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call) or _call_name(call.func) in _NOT_KNOB_CALLS:
+            continue
+        for keyword in call.keywords:
+            value = keyword.value
+            number = _number(value)
+            if keyword.arg is None or number is None or keyword.lineno != value.end_lineno:
+                continue
+            if keyword.arg.lower() in _NOT_KNOB_KEYWORDS:
+                continue
+            line = lines[keyword.lineno - 1]
+            anchor = line[keyword.col_offset : value.end_col_offset]
+            literal = line[value.col_offset : value.end_col_offset]
+            unique = source.count(anchor) == 1 and anchor.count(literal) == 1
+            found.append(Constant(keyword.arg, number, anchor if unique else "", literal, True))
+    counts: dict[str, int] = {}
+    for constant in found:
+        counts[constant.name] = counts.get(constant.name, 0) + 1
+    state = _reassigned(tree)
+    return [
+        c for c in found if counts[c.name] == 1 and c.line and (c.keyword or c.name not in state)
+    ]
+
+
+def _reassigned(tree: ast.Module) -> set[str]:
+    """Names assigned more than once anywhere (`step = 0` at the top, `step += 1` in the loop):
+    the program's state, not a setting."""
+    seen: dict[str, int] = {}
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign | ast.For | ast.comprehension):
+            targets = [node.target]
+        for target in targets:
+            for name in ast.walk(target):
+                if isinstance(name, ast.Name):
+                    bump = 2 if isinstance(node, ast.AugAssign) else 1
+                    seen[name.id] = seen.get(name.id, 0) + bump
+        if isinstance(node, ast.Global | ast.Nonlocal):
+            for declared in node.names:
+                seen[declared] = seen.get(declared, 0) + 2
+    return {name for name, count in seen.items() if count > 1}
+
+
+def _parse(source: str) -> ast.Module | None:
+    """The module, or for one line of a call's arguments (`    max_depth=6,`, as a diff shows
+    it) that line as the arguments of a call."""
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        pass
+    if "\n" in source.strip():
+        return None
+    try:
+        return ast.parse(f"_({source.strip().rstrip(',')})")
+    except SyntaxError:
+        return None
+
+
+def _call_name(func: ast.expr) -> str:
+    """The name a call goes by for the lists above: `print`, `plt` of `plt.plot`, `seed` of
+    `np.random.seed`."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        root = func
+        while isinstance(root, ast.Attribute):
+            root = root.value  # type: ignore[assignment]
+        if isinstance(root, ast.Name) and root.id in _NOT_KNOB_CALLS:
+            return root.id
+        return func.attr
+    return ""
 
 
 def knobs(constants: list[Constant], prepare_source: str) -> list[Constant]:

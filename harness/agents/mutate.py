@@ -63,9 +63,9 @@ class MutateAgent:
         constants = knobs(found, context.prepare_source)
         if not found:
             raise StopNight(
-                "mutate: train.py has no module-level numeric constants (`NAME = number`) to "
-                "change; use a model agent (--provider anthropic|openai|litellm), or move the "
-                "numbers to tune into such constants"
+                "mutate: train.py has no numbers to change (module-level `NAME = number` "
+                "constants, or `name=number` arguments of calls); use a model agent (--provider "
+                "anthropic|openai|litellm), or move the numbers to tune into such constants"
             )
         if not constants:
             raise StopNight(

@@ -15,7 +15,7 @@ skipped rows and re-measurements are not trials.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.agents.constants import Constant, find_constants, knobs, round_number
@@ -212,7 +212,7 @@ def _spaces(
     spaces = {}
     for c in constants:
         start = origin.get(c.name, c.value)
-        as_started = Constant(c.name, type(c.value)(start), c.line, c.literal)
+        as_started = replace(c, value=type(c.value)(start))
         spaces[c.name] = initial(as_started, bounds.get(c.name))
     best: float | None = None
     for trial in trials:
