@@ -80,9 +80,12 @@ class Night:
     experiments: int  # that ran: every decision after the baseline but skipped ones
     skipped: int
     span: float  # seconds from the baseline's decision to the last decision
-    in_flight: int  # most experiments running at one moment
+    in_flight: int  # most experiments whose containers ran at one moment
     harness_seconds: float | None  # median per experiment outside the containers' run time
     nodes: frozenset[str]  # where the runs ran ("where" in run events; empty: locally)
+    # Most experiments the loop had started and not yet decided (the `running` list of its
+    # `started` events; 0 in a build whose loop runs one at a time and logs none).
+    started_at_once: int = 0
     # Experiments per hour after the night's first wave (its first N results): what a long night
     # keeps up, without what each night pays once (Ray starts a worker process per slot).
     steady: float | None = None
@@ -130,6 +133,10 @@ def pace(events: list[dict], first_wave: int = 1) -> Night:
         skipped=len(later) - len(ran),
         span=end - start,
         in_flight=_most_at_once([_interval(e) for e in runs]),
+        started_at_once=max(
+            (len(e.get("running") or []) for e in events if e.get("event") == "started"),
+            default=0,
+        ),
         harness_seconds=_harness_seconds(later, runs, start),
         nodes=frozenset(str(e["where"]) for e in runs if e.get("where")),
         steady=_steady(sorted(float(e["ts"]) for e in ran), first_wave),
@@ -509,7 +516,10 @@ def print_table(rows: list[Row], workers: list[int], experiments: int, sleep: fl
         workers,
         lambda row, n: format_cell(row.cells.get(n, Cell()), row.cells.get(1, Cell()), n),
     )
-    print("[k]: at most k experiments' containers ran at the same moment, fewer than N")
+    print(
+        "[k]: at most k experiments' containers ran at the same moment, fewer than N (short "
+        "runs, or Ray still starting a worker)"
+    )
     print_rows(
         "seconds per experiment from its start to its result (of which its containers ran)",
         rows,
@@ -722,12 +732,12 @@ class Bench:
             f"  {label}: {night.experiments} experiments in {night.span:.1f}s = "
             f"{night.per_hour:,.0f}/h"
             + (f" ({night.steady:,.0f}/h after the first {workers})" if night.steady else "")
-            + f", {night.in_flight} at once at most"
+            + f", {night.in_flight} at once at most ({night.started_at_once or 1} started)"
             + (f", {night.skipped} skipped" if night.skipped else "")
             + f" (night {time.monotonic() - started:.0f}s)",
             flush=True,
         )
-        if workers > 1 and night.in_flight <= 1 and night.experiments > 1:
+        if workers > 1 and night.started_at_once <= 1 and night.experiments > 1:
             self.parallel_note = (
                 f"--workers {workers} ran one experiment at a time: this build of the loop does "
                 "not run experiments in parallel yet, so only 1 worker is measured"

@@ -78,3 +78,8 @@ def test_the_pace_counts_experiments_after_the_baseline_and_how_many_ran_at_once
     assert bench.pace(log, first_wave=2).steady == pytest.approx(1 / (110.0 - 105.5) * 3600)
     assert bench.pace(log, first_wave=3).steady is None  # no result after the first wave
     assert night.nodes == frozenset()
+    assert night.started_at_once == 0  # no `started` events: a loop of one at a time
+
+    log.insert(3, {"ts": 101.0, "event": "started", "experiment": 1, "running": [1]})
+    log.insert(5, {"ts": 102.0, "event": "started", "experiment": 2, "running": [1, 2]})
+    assert bench.pace(log).started_at_once == 2
