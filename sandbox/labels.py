@@ -26,26 +26,41 @@ def owned(run_id: str, purpose: str | None = None) -> dict[str, str]:
 def alive(pid: int) -> bool:
     """Whether the harness process `pid` still runs (so what it owns must not be removed).
 
-    A zombie does not: a Ray worker whose node died is one until something reaps it, and a
-    machine whose PID 1 reaps nothing (some containers) keeps it one for good."""
+    An orphaned zombie does not: a Ray worker whose node died is one, left to PID 1, and a
+    machine whose PID 1 reaps nothing (some containers) keeps it one for good. A zombie whose
+    parent still lives is about to be waited for by it (a shell, a test, a supervisor that
+    killed it), and counts as alive until then: its parent may still want what it owned."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return not _zombie(pid)
+    return not _orphaned_zombie(pid)
 
 
-def _zombie(pid: int) -> bool:
+def _orphaned_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
+            fields = stat.read().rsplit(b")", 1)[1].split()
     except FileNotFoundError:
         return os.path.isdir("/proc/self")  # it ended since kill(0), unless there is no /proc
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state in (b"Z", b"X")
+    if len(fields) < 2 or fields[0] not in (b"Z", b"X"):
+        return False
+    parent = int(fields[1]) if fields[1].isdigit() else 0
+    return parent <= 1 or not _runs(parent)
+
+
+def _runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def owner_alive(labels: dict[str, str]) -> bool:

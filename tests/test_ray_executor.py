@@ -632,3 +632,24 @@ def test_a_metric_chosen_after_the_baseline_judges_the_experiments_on_the_nodes(
     assert code == 0, out
     rows = results(task, "chosen")
     assert [(r.metric, r.status) for r in rows] == [(5.0, Verdict.KEEP), (3.0, Verdict.KEEP)]
+
+
+@pytest.mark.engine_free
+def test_a_killed_owner_counts_as_alive_until_its_living_parent_waits_for_it():
+    """A harness killed by the shell or test that started it is a zombie of a living parent
+    until waited for: what it owns is left alone meanwhile (that parent may still look at it);
+    once reaped, or orphaned to a PID 1 that never reaps, it is dead."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    assert alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the kernel has made it a zombie
+        with open(f"/proc/{child.pid}/stat", "rb") as stat:
+            if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    assert alive(child.pid), "a zombie whose parent lives was counted dead"
+    child.wait()
+    assert not alive(child.pid)
